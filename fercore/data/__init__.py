@@ -1,0 +1,66 @@
+"""Datasets: one entry point, ``load_dataset(name, root, split, **kw)``.
+
+Each dataset module registers a loader with ``@register_dataset``. A loader is a function
+``load(root, split, cache_dir=None, **kw) -> FERDataset``; it may also give ``locate(root)``,
+which returns where it found the data (or None) for ``python -m fercore datasets``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .base import FERDataset
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data is not where the loader looked; the message says where and how to get it."""
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    load: Callable[..., FERDataset]
+    splits: tuple[str, ...]
+    locate: Callable[[Path | None], Path | None] | None = None
+    needs_root: bool = True
+    source: str = ""
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, *, splits=("train", "val", "test"), locate=None, needs_root=True, source=""):
+    """Decorator that adds a loader to ``DATASETS`` under ``name``."""
+
+    def wrap(fn):
+        DATASETS[name] = DatasetInfo(name, fn, tuple(splits), locate, needs_root, source)
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def load_dataset(name: str, root=None, split: str = "train", *, transform=None, target_transform=None, **kw) -> FERDataset:
+    """Load ``split`` of dataset ``name`` from ``root`` as a ``FERDataset``.
+
+    Splits are ``train``, ``val`` and ``test``; for FER2013 these are Training, PublicTest
+    and PrivateTest. Extra keyword arguments go to the dataset's loader (``cache_dir``, ...).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    info = DATASETS[name]
+    if split not in info.splits:
+        raise ValueError(f"unknown split {split!r} for {name}; valid splits: {', '.join(info.splits)}")
+    dataset = info.load(Path(root).expanduser() if root is not None else None, split, **kw)
+    dataset.transform, dataset.target_transform = transform, target_transform
+    return dataset
+
+
+# Import the dataset modules so that they register themselves.
+from . import fer2013, synthetic  # noqa: E402,F401
+
+__all__ = ["FERDataset", "DatasetNotFoundError", "DATASETS", "register_dataset", "list_datasets", "load_dataset"]

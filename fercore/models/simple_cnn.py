@@ -1,0 +1,46 @@
+"""A small baseline CNN, the course's first model (no paper).
+
+Three blocks of conv-BN-ReLU x2 then max-pool (48 -> 24 -> 12 -> 6), global average
+pooling, dropout, a linear classifier. It exists so that the data, augmentation, Trainer
+and CLI can be exercised end to end in seconds on a CPU; the paper models follow the same
+pattern.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..recipes import Recipe
+from . import register_model
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class SimpleCNN(nn.Module):
+    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 32, dropout: float = 0.3):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(in_chans, w), conv_bn(w, w), nn.MaxPool2d(2),
+            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),
+            conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+_AUG = dict(crop_padding=4, hflip=True, rotate=10.0, erasing=0.25)
+
+
+@register_model(recipes={
+    "smoke": Recipe(epochs=3, batch_size=64, lr=2e-3, train_subset=1500, val_subset=500, augment=_AUG),
+    "standard": Recipe(epochs=30, batch_size=64, lr=1e-3, scheduler="cosine", patience=8, augment=_AUG),
+    "full": Recipe(epochs=100, batch_size=128, lr=1e-3, weight_decay=1e-4, scheduler="cosine", patience=20, augment=_AUG),
+})
+def simple_cnn(num_classes: int = 7, in_chans: int = 1, **kw) -> SimpleCNN:
+    """The baseline CNN at width 32 (about 0.29 M parameters)."""
+    return SimpleCNN(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -1,0 +1,33 @@
+"""Shared fixtures: where real data lives (skip when absent), a temp cache for every test."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_root() -> Path | None:
+    """``$FERCORE_DATA`` or ``../shared/data`` beside the repository, if it exists."""
+    for candidate in (os.environ.get("FERCORE_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    root = real_data_root()
+    if root is None:
+        pytest.skip("real data not found: set FERCORE_DATA or place ../shared/data")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Tests never write into the user's ~/.cache; each session gets its own cache folder.
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path_factory.getbasetemp() / "fercore-cache"))
+    torch.manual_seed(0)
