@@ -1,0 +1,212 @@
+"""``python -m fercore``: train, evaluate, datasets, notebooks. Every command prints JSON.
+
+Errors the user can fix (missing data, bad files, unknown names) print one clear line to
+stderr and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = {
+    "train": "example:\n  python -m fercore train --model simple_cnn --dataset synthetic --scale smoke --out runs/smoke\n"
+             "  python -m fercore train --model simple_cnn --dataset fer2013 --data-root ~/data --scale standard --out runs/cnn",
+    "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
+    "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
+    "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
+                 "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs",
+}
+
+
+def default_data_root() -> str:
+    return os.environ.get("FERCORE_DATA", "data")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=float))
+
+
+def _environment() -> dict:
+    import torch
+
+    from . import __version__
+    return {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+def _load_optional_split(name, root, split):
+    """The split, or None with the reason (FER2013's image folders have no PrivateTest)."""
+    from .data import load_dataset
+    try:
+        return load_dataset(name, root, split), None
+    except (FileNotFoundError, ValueError) as err:
+        return None, str(err)
+
+
+def _seeded_subset(dataset, n, seed):
+    import torch
+    if n is None or n >= len(dataset):
+        return dataset
+    g = torch.Generator().manual_seed(seed)
+    return dataset.subset(torch.randperm(len(dataset), generator=g)[:n].sort().values)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .models import create_model, get_model_info
+    from .train import Trainer, load_model, seed_everything
+
+    info = get_model_info(args.model)
+    recipe = info.recipes[args.scale].with_overrides(epochs=args.epochs, batch_size=args.batch_size)
+    seed_everything(args.seed)
+    train = _seeded_subset(load_dataset(args.dataset, args.data_root, "train"), recipe.train_subset, args.seed)
+    val = _seeded_subset(load_dataset(args.dataset, args.data_root, "val"), recipe.val_subset, args.seed)
+    test, test_note = _load_optional_split(args.dataset, args.data_root, "test")
+
+    model = create_model(args.model, num_classes=train.num_classes, in_chans=train.images.shape[1])
+    out = Path(args.out)
+    config = {"model_name": args.model, "dataset": args.dataset, "scale": args.scale, "seed": args.seed,
+              "recipe": recipe.to_dict(), "classes": train.classes}
+    trainer = Trainer.from_recipe(model, recipe, device=args.device, out_dir=out, seed=args.seed,
+                                  config=config, progress=not args.quiet)
+    start = time.perf_counter()
+    history = trainer.fit(train, val, epochs=recipe.epochs, resume=args.resume)
+    seconds = time.perf_counter() - start
+
+    # Report with the checkpoint chosen on validation; the test split is evaluated once, here.
+    best = load_model(out / "best.pt", device=trainer.device)
+    evaluator = Trainer(best, device=trainer.device, progress=False)
+    val_metrics = evaluator.evaluate(val)
+    test_metrics = evaluator.evaluate(test) if test is not None else None
+    trained = sum(r.get("n_train", len(train)) for r in history)
+    train_seconds = sum(r["seconds"] for r in history) or float("nan")
+    metrics = {
+        "model": args.model, "dataset": args.dataset, "scale": args.scale, "seed": args.seed,
+        "protocol": {"description": train.protocol,
+                     "train": f"split 'train' ({len(train)} images)",
+                     "selection": f"best {trainer.monitor} on split 'val' ({len(val)} images)",
+                     "report": (f"split 'test' ({len(test)} images), evaluated once with the best-on-val checkpoint"
+                                if test is not None else f"no test split: {test_note}")},
+        "epochs_run": len(history), "best_epoch": trainer.best_epoch, "stopped_early": trainer.stopped_early,
+        "val": val_metrics, "test": test_metrics,
+        "seconds": round(seconds, 2), "images_per_second": round(trained / train_seconds, 1),
+        "recipe": recipe.to_dict(), "device": str(trainer.device), "data_root": str(args.data_root),
+        "environment": _environment(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    _print_json(metrics)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .train import Trainer, load_model
+
+    model = load_model(args.checkpoint, device="cpu")
+    dataset = load_dataset(args.dataset, args.data_root, args.split)
+    expected = model.default_cfg["num_classes"]
+    if dataset.num_classes != expected:
+        raise ValueError(f"{args.checkpoint} predicts {expected} classes but {args.dataset} has {dataset.num_classes}")
+    trainer = Trainer(model, device=args.device, progress=False)
+    tta = None if args.tta == "none" else args.tta
+    result = trainer.evaluate(dataset, tta=tta)
+    keys = ("accuracy", "macro_f1", "per_class_recall", "confusion", "n")
+    _print_json({**{k: result[k] for k in keys}, "loss": result.get("loss"), "dataset": args.dataset,
+                 "split": args.split, "tta": args.tta, "checkpoint": str(args.checkpoint)})
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import DATASETS
+
+    root = Path(args.data_root).expanduser()
+    rows = []
+    for name, info in sorted(DATASETS.items()):
+        if not info.needs_root:
+            rows.append({"name": name, "found": True, "where": info.source or "generated offline", "splits": list(info.splits)})
+            continue
+        where = info.locate(root) if info.locate else None
+        rows.append({"name": name, "found": where is not None, "where": str(where) if where else None,
+                     "looked_in": str(root), "splits": list(info.splits), "source": info.source})
+    _print_json({"data_root": str(root), "datasets": rows})
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from .notebooks import format_table, run_notebooks
+
+    results = run_notebooks(scale=args.scale, only=args.only, out=args.out, inplace=args.inplace,
+                            notebooks_dir=args.notebooks_dir, data_root=args.data_root, timeout=args.timeout)
+    if args.json:
+        _print_json(results)
+    else:
+        print(format_table(results))
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fercore", description="fercore: facial expression recognition, paper by paper.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    from .models import list_models
+    from .data import list_datasets
+    from .recipes import SCALES
+
+    p = add("train", "Train a model with its recipe for a scale; writes OUT/metrics.json, best.pt, last.pt, history.csv.")
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
+    p.add_argument("--scale", default="smoke", choices=SCALES, help="smoke: a minute on CPU; standard: a CPU/free-GPU budget; full: the paper's recipe")
+    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = add("evaluate", "Evaluate a checkpoint on a dataset split; prints accuracy, macro_f1, per_class_recall, confusion, n.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--data-root", default=default_data_root())
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--tta", default="none", choices=("none", "flip", "ten_crop"))
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("datasets", "List every dataset fercore knows, whether it was found under --data-root, and where.")
+    p.add_argument("--data-root", default=default_data_root())
+    p.set_defaults(func=cmd_datasets)
+
+    p = add("notebooks", "Run the numbered notebooks through papermill; print a table (notebook, status, seconds).")
+    p.add_argument("--scale", default="smoke", choices=SCALES)
+    p.add_argument("--only", action="append", help="notebook number or name prefix, e.g. 00 (repeatable)")
+    p.add_argument("--out", default="build/notebooks", help="folder for the executed copies (default: build/notebooks)")
+    p.add_argument("--inplace", action="store_true", help="write the outputs back into the committed notebooks")
+    p.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default: the repository's notebooks/)")
+    p.add_argument("--data-root", default=None, help="passed to each notebook as DATA_ROOT")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=cmd_notebooks)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
