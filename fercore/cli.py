@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 EXAMPLES = {
@@ -31,76 +29,12 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=float))
 
 
-def _environment() -> dict:
-    import torch
-
-    from . import __version__
-    return {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
-
-
-def _load_optional_split(name, root, split):
-    """The split, or None with the reason (FER2013's image folders have no PrivateTest)."""
-    from .data import load_dataset
-    try:
-        return load_dataset(name, root, split), None
-    except (FileNotFoundError, ValueError) as err:
-        return None, str(err)
-
-
-def _seeded_subset(dataset, n, seed):
-    import torch
-    if n is None or n >= len(dataset):
-        return dataset
-    g = torch.Generator().manual_seed(seed)
-    return dataset.subset(torch.randperm(len(dataset), generator=g)[:n].sort().values)
-
-
 def cmd_train(args) -> int:
-    import torch
+    from .experiment import run_experiment
 
-    from .data import load_dataset
-    from .models import create_model, get_model_info
-    from .train import Trainer, load_model, seed_everything
-
-    info = get_model_info(args.model)
-    recipe = info.recipes[args.scale].with_overrides(epochs=args.epochs, batch_size=args.batch_size)
-    seed_everything(args.seed)
-    train = _seeded_subset(load_dataset(args.dataset, args.data_root, "train"), recipe.train_subset, args.seed)
-    val = _seeded_subset(load_dataset(args.dataset, args.data_root, "val"), recipe.val_subset, args.seed)
-    test, test_note = _load_optional_split(args.dataset, args.data_root, "test")
-
-    model = create_model(args.model, num_classes=train.num_classes, in_chans=train.images.shape[1])
-    out = Path(args.out)
-    config = {"model_name": args.model, "dataset": args.dataset, "scale": args.scale, "seed": args.seed,
-              "recipe": recipe.to_dict(), "classes": train.classes}
-    trainer = Trainer.from_recipe(model, recipe, device=args.device, out_dir=out, seed=args.seed,
-                                  config=config, progress=not args.quiet)
-    start = time.perf_counter()
-    history = trainer.fit(train, val, epochs=recipe.epochs, resume=args.resume)
-    seconds = time.perf_counter() - start
-
-    # Report with the checkpoint chosen on validation; the test split is evaluated once, here.
-    best = load_model(out / "best.pt", device=trainer.device)
-    evaluator = Trainer(best, device=trainer.device, progress=False)
-    val_metrics = evaluator.evaluate(val)
-    test_metrics = evaluator.evaluate(test) if test is not None else None
-    trained = sum(r.get("n_train", len(train)) for r in history)
-    train_seconds = sum(r["seconds"] for r in history) or float("nan")
-    metrics = {
-        "model": args.model, "dataset": args.dataset, "scale": args.scale, "seed": args.seed,
-        "protocol": {"description": train.protocol,
-                     "train": f"split 'train' ({len(train)} images)",
-                     "selection": f"best {trainer.monitor} on split 'val' ({len(val)} images)",
-                     "report": (f"split 'test' ({len(test)} images), evaluated once with the best-on-val checkpoint"
-                                if test is not None else f"no test split: {test_note}")},
-        "epochs_run": len(history), "best_epoch": trainer.best_epoch, "stopped_early": trainer.stopped_early,
-        "val": val_metrics, "test": test_metrics,
-        "seconds": round(seconds, 2), "images_per_second": round(trained / train_seconds, 1),
-        "recipe": recipe.to_dict(), "device": str(trainer.device), "data_root": str(args.data_root),
-        "environment": _environment(),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    metrics = run_experiment(args.model, args.dataset, args.data_root, scale=args.scale, epochs=args.epochs,
+                             batch_size=args.batch_size, device=args.device, seed=args.seed, out=args.out,
+                             resume=args.resume, progress=not args.quiet)
     _print_json(metrics)
     return 0
 
@@ -124,18 +58,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from .data import DATASETS
+    from .data import find_datasets
 
-    root = Path(args.data_root).expanduser()
-    rows = []
-    for name, info in sorted(DATASETS.items()):
-        if not info.needs_root:
-            rows.append({"name": name, "found": True, "where": info.source or "generated offline", "splits": list(info.splits)})
-            continue
-        where = info.locate(root) if info.locate else None
-        rows.append({"name": name, "found": where is not None, "where": str(where) if where else None,
-                     "looked_in": str(root), "splits": list(info.splits), "source": info.source})
-    _print_json({"data_root": str(root), "datasets": rows})
+    _print_json({"data_root": str(Path(args.data_root).expanduser()), "datasets": find_datasets(args.data_root)})
     return 0
 
 

@@ -60,7 +60,21 @@ def load_dataset(name: str, root=None, split: str = "train", *, transform=None, 
     return dataset
 
 
+def find_datasets(root) -> list[dict]:
+    """For each dataset: whether it was found under ``root`` and where (``python -m fercore datasets``)."""
+    root = Path(root).expanduser()
+    rows = []
+    for name, info in sorted(DATASETS.items()):
+        if not info.needs_root:
+            rows.append({"name": name, "found": True, "where": info.source or "generated offline", "splits": list(info.splits)})
+            continue
+        where = info.locate(root) if info.locate else None
+        rows.append({"name": name, "found": where is not None, "where": str(where) if where else None,
+                     "looked_in": str(root), "splits": list(info.splits), "source": info.source})
+    return rows
+
+
 # Import the dataset modules so that they register themselves.
 from . import fer2013, synthetic  # noqa: E402,F401
 
-__all__ = ["FERDataset", "DatasetNotFoundError", "DATASETS", "register_dataset", "list_datasets", "load_dataset"]
+__all__ = ["FERDataset", "DatasetNotFoundError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets"]
