@@ -17,6 +17,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """The data is not where the loader looked; the message says where and how to get it."""
 
 
+class DatasetFormatError(ValueError):
+    """A file, row or image does not match the dataset's format; the message names it."""
+
+
 @dataclass
 class DatasetInfo:
     name: str
@@ -77,4 +81,4 @@ def find_datasets(root) -> list[dict]:
 # Import the dataset modules so that they register themselves.
 from . import fer2013, synthetic  # noqa: E402,F401
 
-__all__ = ["FERDataset", "DatasetNotFoundError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets"]
+__all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets"]

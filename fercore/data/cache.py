@@ -43,13 +43,14 @@ def cached_arrays(tag: str, files: Iterable[Path], build: Callable[[], dict[str,
     path = directory / f"{tag}-{fingerprint(files, extra)}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k.removeprefix("a_"): z[k] for k in z.files}
     arrays = build()
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # Prefixed keys: np.savez's own parameter is called `file`, a likely meta name.
+            np.savez(f, **{f"a_{k}": v for k, v in arrays.items()})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
