@@ -1,0 +1,340 @@
+"""Plots for the notebooks: class balance, sample images, landmarks, training curves, errors.
+
+Nothing here calls ``plt.show()``, so every plot also renders headless (the Agg backend
+under papermill or CI) and can be saved with ``savefig``. Like seaborn, functions that draw
+into one Axes take ``ax=`` and return that Axes; functions that lay out several panels
+return the Figure. In a notebook, end such a call with ``;`` or assign its result, or
+Jupyter shows the figure a second time as the cell's value.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from numbers import Real
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+# The iBUG 68-point scheme: the indices of each group, whether its outline closes, its colour.
+# "right"/"left" are the subject's, so the right brow is on the image's left.
+LANDMARK_GROUPS = {
+    "jaw": (range(0, 17), False, "gold"),
+    "right brow": (range(17, 22), False, "darkorange"),
+    "left brow": (range(22, 27), False, "darkorange"),
+    "nose bridge": (range(27, 31), False, "deepskyblue"),
+    "lower nose": (range(31, 36), False, "deepskyblue"),
+    "right eye": (range(36, 42), True, "lime"),
+    "left eye": (range(42, 48), True, "lime"),
+    "outer lip": (range(48, 60), True, "magenta"),
+    "inner lip": (range(60, 68), True, "magenta"),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _new_axes(figsize, style="whitegrid"):
+    # The seaborn style applies to these axes only: importing fercore changes no global settings.
+    with sns.axes_style(style):
+        return plt.subplots(figsize=figsize, layout="constrained")[1]
+
+
+def _dataset_title(dataset) -> str:
+    return " / ".join(part for part in (dataset.name, dataset.split) if part)
+
+
+def _as_table(data, caller: str) -> dict[str, dict]:
+    """``{group: {class: value}}`` from a dataset, a dict class -> value, or a dict of either."""
+    if hasattr(data, "class_counts"):
+        return {_dataset_title(data): data.class_counts()}
+    if isinstance(data, Mapping) and data:
+        values = list(data.values())
+        if all(v is None or isinstance(v, Real) for v in values):
+            return {"": dict(data)}
+        if all(isinstance(v, Mapping) or hasattr(v, "class_counts") for v in values):
+            return {str(k): dict(v) if isinstance(v, Mapping) else v.class_counts() for k, v in data.items()}
+    raise TypeError(
+        f"{caller} expects a dict class -> value, a dict name -> (dict or FERDataset), or a FERDataset; "
+        f"got {type(data).__name__} {data!r:.80}"
+    )
+
+
+def _grouped_bars(table: dict[str, dict], ax, *, ylabel: str, fmt: str):
+    """Bars per class, one colour per class for a single group, else one colour per group."""
+    classes = list(dict.fromkeys(c for row in table.values() for c in row))
+    rows = [(group, c, np.nan if v is None else float(v)) for group, row in table.items() for c, v in row.items()]
+    groups, x, y = zip(*rows)
+    single = len(table) == 1
+    ax = ax or _new_axes((min(12.0, max(6.0, 0.3 * len(classes) * (len(table) + 1))), 4.0))
+    sns.barplot(
+        x=list(x), y=list(y), hue=list(x if single else groups), order=classes,
+        hue_order=classes if single else list(table), palette="deep", errorbar=None, legend=not single, ax=ax,
+    )
+    if single:  # with several groups the numbers would crowd each other
+        for bars in ax.containers:
+            ax.bar_label(bars, fmt=fmt, fontsize=9, padding=2)
+    else:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), frameon=False)
+    ax.set(xlabel="", ylabel=ylabel)
+    return ax
+
+
+def _to_display(image, where: str) -> np.ndarray:
+    """A ``(C, H, W)`` image (tensor or array, C = 1 or 3) as what ``imshow`` wants."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    if array.ndim == 2:
+        return array
+    raise ValueError(f"{where}: expected a (C, H, W) image with C = 1 or 3, got shape {array.shape}")
+
+
+def _show_image(ax, image, where: str) -> tuple[int, int]:
+    array = _to_display(image, where)
+    if array.ndim == 2:  # fixed 0..255 range: a dark face must look dark, not be stretched
+        limits = (0, 255) if array.dtype == np.uint8 else (None, None)
+        ax.imshow(array, cmap="gray", vmin=limits[0], vmax=limits[1])
+    else:
+        ax.imshow(array)
+    _bare(ax)
+    return array.shape[:2]
+
+
+def _bare(ax):
+    # No ticks or frame, but unlike ax.axis("off") the y label (a class name) stays visible.
+    ax.set(xticks=[], yticks=[])
+    ax.spines[:].set_visible(False)
+
+
+def _class_indices(all_classes: list[str], classes) -> list[int]:
+    if classes is None:
+        return list(range(len(all_classes)))
+    indices = []
+    for c in classes:
+        if isinstance(c, str) and c in all_classes:
+            indices.append(all_classes.index(c))
+        elif isinstance(c, int) and 0 <= c < len(all_classes):
+            indices.append(c)
+        else:
+            raise ValueError(f"unknown class {c!r}; the dataset's classes are {all_classes}")
+    return indices
+
+
+# --------------------------------------------------------------------------- data
+def class_distribution(dataset_or_counts, ax=None, title=None, normalize: bool = False):
+    """Bar plot of images per class: FER datasets are unbalanced, and this shows by how much.
+
+    Accepts a FERDataset, a dict class -> count, or a dict name -> dataset (or name -> counts)
+    to compare splits side by side. ``normalize=True`` plots each group's share of its own
+    total, which compares splits of very different sizes. Returns the Axes.
+    """
+    table = _as_table(dataset_or_counts, "class_distribution")
+    if normalize:
+        table = {g: {c: n / max(sum(row.values()), 1) for c, n in row.items()} for g, row in table.items()}
+    ax = _grouped_bars(table, ax, ylabel="share of images" if normalize else "images",
+                       fmt="{:.0%}" if normalize else "{:,.0f}")
+    if normalize:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    name = next(iter(table)) if len(table) == 1 else ""
+    ax.set_title(title or (f"Class distribution: {name}" if name else "Class distribution"))
+    return ax
+
+
+def sample_grid(dataset, per_class: int = 6, seed: int = 0, classes=None) -> Figure:
+    """A grid with one row per class of ``per_class`` random images: the first look at a dataset.
+
+    ``classes`` picks rows by name or index (default: all). A class with fewer images leaves
+    its row partly blank; the row label gives the class's image count.
+    """
+    labels = np.asarray(dataset.labels())
+    rows = _class_indices(list(dataset.classes), classes)
+    rng = np.random.default_rng(seed)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(len(rows), per_class, figsize=(1.1 * per_class + 1.2, 1.1 * len(rows) + 0.4),
+                                 squeeze=False, layout="constrained")
+    for row_axes, k in zip(axes, rows):
+        members = np.flatnonzero(labels == k)
+        picks = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        for ax in row_axes:
+            _bare(ax)
+        for ax, i in zip(row_axes, picks):
+            _show_image(ax, dataset.images[i], f"image {i}")
+        row_axes[0].set_ylabel(f"{dataset.classes[k]}\n({len(members):,})", rotation=0, ha="right", va="center")
+    fig.suptitle(_dataset_title(dataset) or None)
+    return fig
+
+
+# --------------------------------------------------------------------------- landmarks
+def draw_landmarks(ax, points, *, size: float = 10.0, where: str = "landmarks"):
+    """Draw 68 iBUG landmarks ``(68, 2)`` of pixel (x, y) on ``ax``: group outlines, then points."""
+    points = np.asarray(points, dtype=float)
+    if points.shape != (68, 2):
+        raise ValueError(f"{where}: expected 68 (x, y) points of shape (68, 2), got shape {points.shape}")
+    for name, (idx, closed, color) in LANDMARK_GROUPS.items():
+        outline = list(idx) + ([idx[0]] if closed else [])
+        ax.plot(points[outline, 0], points[outline, 1], color=color, lw=1, alpha=0.8, gid=name)
+    colors = [color for idx, _, color in LANDMARK_GROUPS.values() for _ in idx]
+    ax.scatter(points[:, 0], points[:, 1], s=size, c=colors, edgecolors="black", linewidths=0.4,
+               zorder=3, gid="landmarks")
+    return ax
+
+
+def show_landmarks(images, landmarks, ncols: int = 4, labels=None) -> Figure:
+    """Images with their 68 landmarks, coloured by region (jaw, brows, nose, eyes, lips).
+
+    ``images``: ``(N, C, H, W)`` or a list of ``(C, H, W)``; ``landmarks``: ``(N, 68, 2)`` pixel
+    (x, y). One image with ``(68, 2)`` landmarks works too. ``labels`` become the titles.
+    """
+    landmarks = np.asarray(landmarks, dtype=float)
+    if landmarks.ndim == 2:
+        images, landmarks = [images], landmarks[None]
+    if len(images) != len(landmarks):
+        raise ValueError(f"{len(images)} images but {len(landmarks)} sets of landmarks")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    ncols = min(ncols, len(images))
+    nrows = math.ceil(len(images) / ncols)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.4 * nrows), squeeze=False, layout="constrained")
+    for i, ax in enumerate(axes.flat):
+        if i >= len(images):
+            fig.delaxes(ax)
+            continue
+        h, w = _show_image(ax, images[i], f"image {i}")
+        draw_landmarks(ax, landmarks[i], where=f"landmarks of image {i}")
+        ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))  # points off the image must not shrink it
+        if labels is not None:
+            ax.set_title(str(labels[i]))
+    return fig
+
+
+# --------------------------------------------------------------------------- training
+def learning_curves(history, best_epoch=None, axes=None) -> Figure:
+    """Loss and accuracy per epoch, train against validation, with the kept checkpoint marked.
+
+    ``history``: a list of dicts with ``epoch`` and any of ``train_loss``, ``val_loss``,
+    ``train_accuracy``, ``val_accuracy`` (the Trainer's history). A gap between the train and
+    val curves that grows is overfitting. ``axes``: two Axes to draw into (default: a new figure).
+    """
+    if not history:
+        raise ValueError("history is empty: there is no epoch to plot")
+    missing = [i for i, row in enumerate(history) if "epoch" not in row]
+    if missing:
+        raise ValueError(f"history rows {missing} have no 'epoch' key; keys of row {missing[0]}: {sorted(history[missing[0]])}")
+    if axes is None:
+        with sns.axes_style("whitegrid"):
+            axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")[1]
+    epochs = [row["epoch"] for row in history]
+    marker = "o" if len(epochs) <= 30 else None
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split in ("train", "val"):
+            values = np.array([row.get(f"{split}_{metric}") for row in history], dtype=float)
+            if not np.isnan(values).all():
+                ax.plot(epochs, values, marker=marker, ms=4, label=split, gid=f"{split}_{metric}")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.35", ls="--", lw=1.2, label=f"best (epoch {best_epoch})", gid="best_epoch")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend()
+    accuracy = np.array([row.get(k) for row in history for k in ("train_accuracy", "val_accuracy")], dtype=float)
+    if np.nanmax(accuracy, initial=0) <= 1:
+        axes[1].yaxis.set_major_formatter(PercentFormatter(1.0))
+    return axes[0].figure
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+class LiveCurve:
+    """Trainer callback that redraws the learning curves in place after each epoch.
+
+    ``Trainer(..., callbacks=[LiveCurve()])``. In a notebook the plot is one output that is
+    updated (a display handle), so progress bars in the same cell stay. The figure is kept
+    out of pyplot, so it is never shown twice or left open; outside a notebook it is drawn
+    but not displayed (``cb.figure.savefig(...)`` still works).
+    """
+
+    def __init__(self):
+        self.figure = Figure(figsize=(10, 3.8), layout="constrained")
+        self._handle = None
+
+    def __call__(self, trainer, record) -> None:
+        history = list(trainer.history)
+        if not history or history[-1].get("epoch") != record.get("epoch"):  # called before the record was stored
+            history.append(record)
+        self.figure.clear()
+        with sns.axes_style("whitegrid"):
+            axes = self.figure.subplots(1, 2)
+        learning_curves(history, getattr(trainer, "best_epoch", None), axes=axes)
+        if _in_notebook():
+            self._show()
+
+    def _show(self) -> None:
+        # A PNG, not the Figure: IPython renders a bare Figure only once the inline backend
+        # has registered its formatter, which may not have happened yet in this cell.
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=90)
+        image = Image(data=buffer.getvalue(), format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+
+# --------------------------------------------------------------------------- evaluation
+def confusion_matrix(confusion, classes, normalize: str | None = "true", ax=None, title=None):
+    """Heatmap of a confusion matrix whose rows are the true classes.
+
+    ``normalize="true"`` shows each row as percentages of that class's images, so the diagonal
+    is per-class recall and rare classes (disgust) are as readable as common ones (happy);
+    ``None`` shows raw counts. Returns the Axes.
+    """
+    counts = np.asarray(confusion, dtype=float)
+    k = len(classes)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion must be {k}x{k} for {k} classes, got shape {counts.shape}")
+    if normalize not in ("true", None):
+        raise ValueError(f"normalize must be 'true' or None, got {normalize!r}")
+    if normalize == "true":
+        totals = counts.sum(1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        style = {"fmt": ".0%", "vmax": 1.0, "cbar_kws": {"format": PercentFormatter(1.0)}}
+    else:
+        values = counts
+        style = {"fmt": ".0f" if np.all(counts == counts.round()) else ".2f"}
+    ax = ax or _new_axes((0.8 * k + 2.2, 0.7 * k + 1.2), style="white")
+    sns.heatmap(values, annot=True, cmap="Blues", vmin=0, square=True, linewidths=0.5,
+                xticklabels=classes, yticklabels=classes, ax=ax, **style)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title or ("Confusion matrix (% of each true class)" if normalize else "Confusion matrix (counts)"))
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+    plt.setp(ax.get_yticklabels(), rotation=0)
+    return ax
+
+
+def per_class_recall(recalls, ax=None, title=None):
+    """Bar plot of recall per class, for one run (dict class -> recall) or several (dict run -> dict).
+
+    Recalls are fractions in [0, 1]; ``None`` (a class absent from the test set) leaves a gap.
+    Accuracy hides a model that never predicts a rare class; this plot shows it. Returns the Axes.
+    """
+    table = _as_table(recalls, "per_class_recall")
+    for run, row in table.items():
+        for c, v in row.items():
+            if v is not None and not (np.isnan(v) or 0 <= v <= 1):
+                raise ValueError(f"recall of {c!r}{f' in run {run!r}' if run else ''} is {v}; expected a fraction in [0, 1]")
+    ax = _grouped_bars(table, ax, ylabel="recall", fmt="{:.0%}")
+    ax.set_ylim(0, 1.08)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(title or "Recall per class")
+    return ax
