@@ -1,0 +1,77 @@
+"""The notebook runner (``python -m fercore notebooks``) on small notebooks written here.
+
+The real notebooks are executed and checked by nbval (``pytest --nbval-lax notebooks``).
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from fercore.cli import main
+from fercore.notebooks import discover, run_notebooks
+
+
+def write_notebook(path, *cells, parameters='SCALE = "standard"'):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_ok.ipynb", "print('scale is', SCALE)")
+    write_notebook(folder / "01_fails.ipynb", "raise RuntimeError('broken on purpose')")
+    (folder / "notes.ipynb").write_text("{}")  # not numbered: ignored
+    return folder
+
+
+def outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_discover_orders_and_filters(notebooks):
+    assert [p.name for p in discover(notebooks)] == ["00_ok.ipynb", "01_fails.ipynb"]
+    assert [p.name for p in discover(notebooks, only=["01"])] == ["01_fails.ipynb"]
+    with pytest.raises(ValueError, match="no notebook .* matches 07"):
+        discover(notebooks, only=["07"])
+
+
+def test_runs_with_injected_scale_and_reports_failures(notebooks, tmp_path):
+    before = {p.name: p.read_bytes() for p in notebooks.iterdir()}
+    results = run_notebooks(scale="smoke", out=tmp_path / "out", notebooks_dir=notebooks)
+    assert [(r["notebook"], r["status"]) for r in results] == [("00_ok.ipynb", "ok"), ("01_fails.ipynb", "failed")]
+    assert "scale is smoke" in outputs(tmp_path / "out" / "00_ok.ipynb")
+    assert "broken on purpose" in results[1]["error"]
+    assert all(r["seconds"] > 0 for r in results)
+    # The committed notebooks are untouched.
+    assert {p.name: p.read_bytes() for p in notebooks.iterdir()} == before
+
+
+def test_inplace_rewrites_only_successful_notebooks(notebooks, tmp_path):
+    failing_before = (notebooks / "01_fails.ipynb").read_bytes()
+    run_notebooks(scale="smoke", out=tmp_path / "out", inplace=True, notebooks_dir=notebooks)
+    assert "scale is smoke" in outputs(notebooks / "00_ok.ipynb")
+    assert (notebooks / "01_fails.ipynb").read_bytes() == failing_before
+
+
+def test_refuses_to_execute_into_the_notebooks_folder(notebooks):
+    with pytest.raises(ValueError, match="notebooks folder itself"):
+        run_notebooks(out=notebooks, notebooks_dir=notebooks)
+
+
+def test_cli_prints_table_and_json_and_exit_status(notebooks, tmp_path, capsys):
+    code = main(["notebooks", "--notebooks-dir", str(notebooks), "--out", str(tmp_path / "o"), "--only", "00"])
+    table = capsys.readouterr().out
+    assert code == 0 and "00_ok.ipynb" in table and "ok" in table and "seconds" in table
+    code = main(["notebooks", "--notebooks-dir", str(notebooks), "--out", str(tmp_path / "o"), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1 and [r["status"] for r in rows] == ["ok", "failed"]
