@@ -18,6 +18,13 @@ from .models import create_model, get_model_info
 from .train import Trainer, load_model, seed_everything
 
 
+def resolve_dataset(dataset: str, scale: str, real: str = "fer2013") -> str:
+    """``"auto"`` means the offline synthetic faces at smoke scale and the real dataset above it."""
+    if dataset != "auto":
+        return dataset
+    return "synthetic" if scale == "smoke" else real
+
+
 def seeded_subset(dataset: FERDataset, n: int | None, seed: int) -> FERDataset:
     """A random ``n``-image subset, the same for a seed (the whole set when ``n`` is None)."""
     if n is None or n >= len(dataset):

@@ -52,8 +52,8 @@ def run_notebooks(scale: str = "smoke", only=None, out: Path | str | None = "bui
         raise ValueError(f"--out {out_dir} is the notebooks folder itself; use another folder (with --inplace to refresh the committed notebooks)")
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"SCALE": scale, **(parameters or {})}
-    if data_root is not None:
-        params["DATA_ROOT"] = str(data_root)
+    if data_root is not None:  # notebooks run inside their own folder: pass an absolute path
+        params["DATA_ROOT"] = str(Path(data_root).expanduser().resolve())
 
     results = []
     for nb in notebooks:

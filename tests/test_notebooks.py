@@ -75,3 +75,12 @@ def test_cli_prints_table_and_json_and_exit_status(notebooks, tmp_path, capsys):
     code = main(["notebooks", "--notebooks-dir", str(notebooks), "--out", str(tmp_path / "o"), "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 1 and [r["status"] for r in rows] == ["ok", "failed"]
+
+
+def test_data_root_reaches_the_notebook_as_an_absolute_path(tmp_path, monkeypatch):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "00_root.ipynb", "print('root is', DATA_ROOT)", parameters='DATA_ROOT = "../data"')
+    monkeypatch.chdir(tmp_path)
+    run_notebooks(out=tmp_path / "out", notebooks_dir=folder, data_root="mydata")
+    assert f"root is {tmp_path / 'mydata'}" in outputs(tmp_path / "out" / "00_root.ipynb")

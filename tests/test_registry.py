@@ -84,3 +84,10 @@ def test_simple_cnn_size_and_spatial_head():
     assert sum(p.numel() for p in model.parameters()) == convs + 576 * 7 + 7 == 73_719
     # The head keeps a 3x3 layout of 64 channels: where a feature is survives pooling.
     assert model.head[-1].in_features == 64 * 9
+
+
+def test_auto_dataset_is_synthetic_only_at_smoke_scale():
+    from fercore.experiment import resolve_dataset
+    assert resolve_dataset("auto", "smoke") == "synthetic"
+    assert resolve_dataset("auto", "standard") == "fer2013" == resolve_dataset("auto", "full")
+    assert resolve_dataset("fer2013", "smoke") == "fer2013"
