@@ -98,3 +98,17 @@ def test_unknown_model_lists_the_choices(capsys):
 def test_help_has_an_example(command):
     result = subprocess.run([sys.executable, "-m", "fercore", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "example:" in result.stdout and "python -m fercore " + command in result.stdout
+
+
+def test_train_on_fer2013_folders_without_privatetest_reports_no_test(tmp_path, capsys):
+    """The common image-folder copy lacks PrivateTest: train and select as usual, say why there is no test figure."""
+    from test_fer2013 import make_samples, write_folders
+    samples = [s for s in make_samples() if s["usage"] != "PrivateTest"]
+    write_folders(tmp_path / "data" / "fer2013", samples)
+    code, metrics, _ = run_cli(capsys, "train", "--model", "simple_cnn", "--dataset", "fer2013", "--data-root",
+                               str(tmp_path / "data"), "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0 and metrics["test"] is None and metrics["n_train"] == 5 and metrics["val"]["n"] == 3
+    assert "no test split" in metrics["protocol"]["report"] and "PrivateTest" in metrics["protocol"]["report"]
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--dataset", "fer2013",
+                           "--data-root", str(tmp_path / "data"), "--split", "test")
+    assert code == 2 and "found usages: Training (5), PublicTest (3)" in err
