@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
 
     metrics = run_experiment(args.model, args.dataset, args.data_root, scale=args.scale, epochs=args.epochs,
                              batch_size=args.batch_size, device=args.device, seed=args.seed, out=args.out,
-                             resume=args.resume, progress=not args.quiet)
+                             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     _print_json(metrics)
     return 0
 
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -132,6 +133,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -51,8 +51,16 @@ def command_line(model: str, dataset: str, data_root, scale: str, epochs=None, s
 
 def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "smoke", epochs: int | None = None,
                    batch_size: int | None = None, device: str = "auto", seed: int = 0, out="runs/run",
-                   resume: bool = False, progress: bool = True, callbacks=()) -> dict:
-    """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``."""
+                   resume: bool = False, overwrite: bool = False, progress: bool = True, callbacks=()) -> dict:
+    """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``.
+
+    An ``out`` folder that already holds a run is continued with ``resume=True`` or replaced
+    with ``overwrite=True``; otherwise it is left alone and an error says so.
+    """
+    out = Path(out)
+    if (out / "last.pt").exists() and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds a run (last.pt); pass --resume to continue it "
+                              "or --overwrite to replace it, or choose another --out")
     recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size)
     seed_everything(seed)
     train = seeded_subset(load_dataset(dataset, data_root, "train"), recipe.train_subset, seed)
@@ -60,7 +68,6 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     test, test_note = load_optional_split(dataset, data_root, "test")
 
     net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1])
-    out = Path(out)
     config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes}
     trainer = Trainer.from_recipe(net, recipe, device=device, out_dir=out, seed=seed, config=config,
                                   progress=progress, callbacks=callbacks)

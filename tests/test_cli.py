@@ -112,3 +112,16 @@ def test_train_on_fer2013_folders_without_privatetest_reports_no_test(tmp_path, 
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--dataset", "fer2013",
                            "--data-root", str(tmp_path / "data"), "--split", "test")
     assert code == 2 and "found usages: Training (5), PublicTest (3)" in err
+
+
+def test_existing_run_is_not_overwritten_silently(trained, tmp_path, capsys):
+    import shutil
+    out = tmp_path / "existing"
+    shutil.copytree(trained, out)
+    before = (out / "best.pt").read_bytes()
+    argv = ["train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--quiet"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err
+    assert (out / "best.pt").read_bytes() == before
+    code, metrics, _ = run_cli(capsys, *argv, "--overwrite")
+    assert code == 0 and metrics["epochs_run"] == 1
