@@ -314,7 +314,15 @@ def load_model(checkpoint_path, device="cpu") -> nn.Module:
     """Rebuild a model from a Trainer checkpoint with ``fercore.models.create_model``; eval mode."""
     from .models import create_model
 
-    ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # pickle, zip and weights-only errors all mean: not our file
+        raise ValueError(f"{path} is not a checkpoint fercore can read ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path} is not a fercore Trainer checkpoint: it has no 'model' entry")
     cfg = ckpt.get("config") or {}
     if not cfg.get("model_name"):
         raise ValueError(f"{checkpoint_path} does not name its model (config['model_name'] is missing): it was "

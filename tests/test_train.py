@@ -285,3 +285,14 @@ def test_cuda_with_amp_trains_resumes_and_loads_on_cpu(tmp_path):
     assert [r["epoch"] for r in history] == [1, 2] and all(r["train_loss"] < 10 for r in history)
     model = load_model(tmp_path / "last.pt", device="cpu")
     assert same_weights(model.state_dict(), {k: v.cpu() for k, v in resumed.model.state_dict().items()})
+
+
+def test_load_model_names_a_missing_or_foreign_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt does not exist"):
+        load_model(tmp_path / "nope.pt")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt is not a checkpoint fercore can read"):
+        load_model(tmp_path / "notes.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt is not a fercore Trainer checkpoint"):
+        load_model(tmp_path / "other.pt")
