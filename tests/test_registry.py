@@ -91,3 +91,15 @@ def test_auto_dataset_is_synthetic_only_at_smoke_scale():
     assert resolve_dataset("auto", "smoke") == "synthetic"
     assert resolve_dataset("auto", "standard") == "fer2013" == resolve_dataset("auto", "full")
     assert resolve_dataset("fer2013", "smoke") == "fer2013"
+
+
+def test_split_summary_counts_each_split_or_says_why_not(tmp_path):
+    from fercore.data import split_summary
+    from test_fer2013 import make_samples, write_folders
+    write_folders(tmp_path, [s for s in make_samples() if s["usage"] != "PrivateTest"])
+    rows = {r["split"]: r for r in split_summary("fer2013", tmp_path)}
+    assert rows["train"]["images"] == 5 and sum(rows["train"][c] for c in EMOTIONS_7) == 5
+    assert rows["val"]["images"] == 3 and rows["val"]["note"] == ""
+    assert rows["test"]["images"] == 0 and "found usages: Training (5), PublicTest (3)" in rows["test"]["note"]
+    with pytest.raises(ValueError, match="available"):
+        split_summary("fer2014")

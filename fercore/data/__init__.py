@@ -48,15 +48,19 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    return DATASETS[name]
+
+
 def load_dataset(name: str, root=None, split: str = "train", *, transform=None, target_transform=None, **kw) -> FERDataset:
     """Load ``split`` of dataset ``name`` from ``root`` as a ``FERDataset``.
 
     Splits are ``train``, ``val`` and ``test``; for FER2013 these are Training, PublicTest
     and PrivateTest. Extra keyword arguments go to the dataset's loader (``cache_dir``, ...).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
-    info = DATASETS[name]
+    info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"unknown split {split!r} for {name}; valid splits: {', '.join(info.splits)}")
     dataset = info.load(Path(root).expanduser() if root is not None else None, split, **kw)
@@ -78,7 +82,19 @@ def find_datasets(root) -> list[dict]:
     return rows
 
 
+def split_summary(name: str, root=None) -> list[dict]:
+    """Per split of ``name``: its size and class counts, or why it cannot be loaded (e.g. no PrivateTest)."""
+    rows = []
+    for split in dataset_info(name).splits:
+        try:
+            ds = load_dataset(name, root, split)
+            rows.append({"split": split, "images": len(ds), **ds.class_counts(), "note": ""})
+        except (FileNotFoundError, ValueError) as err:
+            rows.append({"split": split, "images": 0, "note": str(err)})
+    return rows
+
+
 # Import the dataset modules so that they register themselves.
 from . import fer2013, synthetic  # noqa: E402,F401
 
-__all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets"]
+__all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets", "split_summary"]
