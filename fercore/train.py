@@ -156,6 +156,8 @@ class Trainer:
             with self._autocast():
                 logits = self.net(x)
                 loss = self.loss(logits, y)
+                if callable(getattr(self.model, "penalty", None)):  # e.g. Deep-Emotion's L2 on its FC weights
+                    loss = loss + self.model.penalty()
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
