@@ -28,3 +28,16 @@ def classes_for(num_classes: int) -> tuple[str, ...]:
     if num_classes not in (7, 8):
         raise ValueError(f"num_classes must be 7 or 8, got {num_classes}")
     return EMOTIONS[:num_classes]
+
+# JAFFE: the expression code in a file name such as ``KA.AN1.39.tiff``.
+JAFFE_CODES = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5, "NE": 6}
+
+# CK+: the float code in ``Emotion/.../*_emotion.txt`` (CK+ README: 0 neutral, 1 anger,
+# 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise).
+CKPLUS_CODES = {0: 6, 1: 0, 2: 7, 3: 1, 4: 2, 5: 3, 6: 4, 7: 5}
+# The CK+48 copy names one folder per emotion.
+CKPLUS_FOLDERS = {"anger": 0, "disgust": 1, "fear": 2, "happy": 3, "sadness": 4, "surprise": 5,
+                  "neutral": 6, "contempt": 7}
+
+# FERG-DB: the suffix of ``<character>_<emotion>`` folders.
+FERG_EMOTIONS = {"anger": 0, "disgust": 1, "fear": 2, "joy": 3, "sadness": 4, "surprise": 5, "neutral": 6}

@@ -95,6 +95,6 @@ def split_summary(name: str, root=None) -> list[dict]:
 
 
 # Import the dataset modules so that they register themselves.
-from . import fer2013, synthetic  # noqa: E402,F401
+from . import ckplus, fer2013, ferg, jaffe, synthetic  # noqa: E402,F401
 
 __all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets", "split_summary"]

@@ -1,0 +1,187 @@
+"""CK+, the extended Cohn-Kanade dataset (Lucey et al., CVPR workshops 2010).
+
+593 posed sequences of 123 subjects, each from a neutral face to the peak of an expression;
+327 sequences carry an emotion label. Two layouts are read as users have them:
+
+- the original release (https://www.jeffcohn.net/Resources/, by request):
+  ``cohn-kanade-images/S005/001/S005_001_00000001.png ...`` and
+  ``Emotion/S005/001/S005_001_00000011_emotion.txt``, one float such as ``   3.0000000e+00``
+  (0 neutral, 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise;
+  fercore.labels.CKPLUS_CODES). As in most papers, only labelled sequences are used: their
+  last three frames take the sequence's emotion and, with ``neutral=True``, their first frame
+  is a neutral face. Frames are 640x490 (a few 640x480 or RGB), turned grey, cut with the
+  *fixed box* ``CROP`` (not a face detector; the faces pipeline, a later issue, may replace
+  it) and resized to 48x48 with cv2.INTER_AREA.
+- the common ``CK+48/<emotion>/S010_004_00000017.png`` copy, already cropped to 48x48, with
+  folders anger, contempt, disgust, fear, happy, sadness, surprise (and neutral if present).
+
+``classes=8`` keeps the canonical order with contempt at index 7; 7-class runs drop the
+contempt sequences (all their frames, the neutral first frame too). Folds are over subjects
+(fercore.data.folds) and do not depend on ``classes`` or ``neutral``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..labels import CKPLUS_CODES, CKPLUS_FOLDERS, EMOTIONS, classes_for
+from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from .base import FERDataset
+from .cache import cached_arrays
+from .folds import SPLITS, fold_mask, fold_protocol
+from .jaffe import SIZE, crop_resize, read_gray  # the same decode-and-crop steps as JAFFE
+
+# (left, top, right, bottom) as fractions: on 640x490 frames x 160..480, y 78..397, a
+# 320-pixel square around the centred face, forehead to chin, most of the background cut.
+CROP = (0.25, 0.16, 0.75, 0.81)
+FRAME = re.compile(r"^(?P<subject>S\d+)_(?P<seq>\d+)_(?P<frame>\d+)\.png$", re.IGNORECASE)
+PEAK_FRAMES = 3
+CONTEMPT = EMOTIONS.index("contempt")
+NEUTRAL = EMOTIONS.index("neutral")
+CODES_TEXT = "0 neutral, 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise"
+SOURCE = "https://www.jeffcohn.net/Resources/ (CK+, Lucey et al. 2010; by request)"
+
+
+def _candidates(root: Path) -> list[Path]:
+    return [root / "CK+", root / "ckplus", root / "CK+48", root]
+
+
+def _layout(folder: Path) -> str | None:
+    if (folder / "cohn-kanade-images").is_dir() and (folder / "Emotion").is_dir():
+        return "original"
+    if folder.is_dir() and any((folder / name).is_dir() for name in CKPLUS_FOLDERS):
+        return "ck48"
+    return None
+
+
+def locate_ckplus(root) -> Path | None:
+    """The first candidate folder holding either layout (the original wins), or None."""
+    if root is None:
+        return None
+    return next((f for f in _candidates(Path(root).expanduser()) if _layout(f)), None)
+
+
+@register_dataset("ckplus", splits=SPLITS, locate=locate_ckplus, source=SOURCE)
+def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, seed: int = 0, classes: int = 8,
+                neutral: bool = True, cache_dir=None) -> FERDataset:
+    """Load ``split`` (train, val, test or all) of subject-independent fold ``fold`` of ``folds``.
+
+    ``meta``: ``subject`` ("S005"), ``sequence`` ("S005_001"), ``file`` (path under the CK+
+    folder) and ``frame`` (the frame number in the file name).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for ckplus; valid splits: {', '.join(SPLITS)}")
+    if classes not in (7, 8):
+        raise ValueError(f"classes must be 7 or 8 for ckplus, got {classes}")
+    base = locate_ckplus(root)
+    if base is None:
+        raise DatasetNotFoundError(_not_found_message(root))
+    layout = _layout(base)
+    items, label_files = _list_original(base) if layout == "original" else _list_ck48(base)
+    files = [base / item[0] for item in items] + label_files
+    arrays = cached_arrays(f"ckplus-{layout}", files, lambda: _decode(base, items, layout), cache_dir,
+                           extra={"crop": CROP if layout == "original" else None, "size": SIZE})
+    keep = np.ones(len(arrays["targets"]), dtype=bool)
+    if classes == 7:
+        keep &= ~np.isin(arrays["sequence"], arrays["sequence"][arrays["targets"] == CONTEMPT])
+    if not neutral:
+        keep &= ~arrays["onset"]
+    # Folds over every subject, before any filtering: the same folds for every setting.
+    mask = keep & fold_mask(arrays["subject"], split, fold, folds, seed)
+    protocol = fold_protocol(folds, fold, len(set(arrays["subject"].tolist())))
+    if classes == 7:
+        protocol += "; 7 classes: contempt sequences dropped"
+    return FERDataset(
+        torch.from_numpy(arrays["images"][mask]).unsqueeze(1),
+        torch.from_numpy(arrays["targets"][mask]).long(),
+        classes_for(classes),
+        {k: arrays[k][mask] for k in ("subject", "sequence", "frame")} | {"file": arrays["files"][mask]},
+        name="ckplus", split=split, protocol=protocol,
+    )
+
+
+# An item is (path relative to base, canonical label, is a neutral onset frame).
+
+def _list_original(base: Path) -> tuple[list[tuple[str, int, bool]], list[Path]]:
+    """Items of every labelled sequence, plus the emotion files read."""
+    items, label_files = [], []
+    for seq_dir in sorted(p for p in (base / "Emotion").glob("*/*") if p.is_dir()):
+        texts = sorted(p for p in seq_dir.glob("*.txt") if not p.name.startswith("."))
+        if not texts:
+            continue  # an unlabelled sequence
+        if len(texts) > 1:
+            raise DatasetFormatError(f"{seq_dir}: {len(texts)} emotion files; expected one per sequence")
+        label = _read_emotion(texts[0])
+        image_dir = base / "cohn-kanade-images" / seq_dir.relative_to(base / "Emotion")
+        frames = sorted(p for p in image_dir.glob("*.png") if not p.name.startswith(".")) if image_dir.is_dir() else []
+        if not frames:
+            raise DatasetFormatError(f"{texts[0]}: labels a sequence with no images; "
+                                     f"expected PNG frames in {image_dir}")
+        rel = [f.relative_to(base).as_posix() for f in frames]
+        items += [(r, label, False) for r in rel[-PEAK_FRAMES:]]
+        if len(frames) > PEAK_FRAMES:  # a shorter sequence has no frame left to call neutral
+            items.append((rel[0], NEUTRAL, True))
+        label_files.append(texts[0])
+    return items, label_files
+
+
+def _read_emotion(path: Path) -> int:
+    text = path.read_text(errors="replace").strip()
+    try:
+        value = float(text)
+        code = int(value) if value == int(value) else -1
+    except (ValueError, OverflowError):  # not a number, nan or inf
+        code = -1
+    if code not in CKPLUS_CODES:
+        raise DatasetFormatError(f"{path}: {text[:40]!r} is not a CK+ emotion code; expected one number "
+                                 f"such as '   3.0000000e+00' ({CODES_TEXT})")
+    return CKPLUS_CODES[code]
+
+
+def _list_ck48(base: Path) -> tuple[list[tuple[str, int, bool]], list[Path]]:
+    items = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = CKPLUS_FOLDERS.get(folder.name.lower())
+        if label is None:
+            raise DatasetFormatError(f"{folder}: unknown emotion folder; expected one of {', '.join(CKPLUS_FOLDERS)}")
+        for path in sorted(p for p in folder.glob("*.png") if not p.name.startswith(".")):
+            items.append((path.relative_to(base).as_posix(), label, label == NEUTRAL))
+    return items, []
+
+
+def _decode(base: Path, items, layout: str) -> dict[str, np.ndarray]:
+    images = np.empty((len(items), SIZE, SIZE), np.uint8)
+    subject, sequence, frame = [], [], []
+    for i, (rel, _, _) in enumerate(tqdm(items, desc="decoding CK+ images", unit="img", leave=False)):
+        path = base / rel
+        match = FRAME.match(path.name)
+        if match is None:
+            raise DatasetFormatError(f"{path}: not a CK+ frame name; expected S<subject>_<sequence>_<frame>.png, "
+                                     "e.g. S010_004_00000017.png")
+        image = read_gray(path, "a grayscale or RGB PNG frame")
+        # The original frames need the face cut out; CK+48 images are faces already.
+        images[i] = crop_resize(image, CROP if layout == "original" else (0, 0, 1, 1))
+        subject.append(match["subject"].upper())
+        sequence.append(f"{match['subject'].upper()}_{match['seq']}")
+        frame.append(int(match["frame"]))
+    return {"images": images, "targets": np.array([t for _, t, _ in items], np.int64),
+            "onset": np.array([o for _, _, o in items], bool), "files": np.array([r for r, _, _ in items], dtype=str),
+            "subject": np.array(subject, dtype=str), "sequence": np.array(sequence, dtype=str),
+            "frame": np.array(frame, np.int64)}
+
+
+def _not_found_message(root) -> str:
+    expected = ("cohn-kanade-images/<subject>/<sequence>/*.png with Emotion/<subject>/<sequence>/*_emotion.txt, "
+                f"or CK+48/<emotion>/*.png (emotion folders {', '.join(CKPLUS_FOLDERS)})")
+    how = (f"Request CK+ at {SOURCE} and place it there; "
+           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
+    if root is None:
+        return f"CK+ needs root=<folder holding {expected}>. {how}"
+    root = Path(root).expanduser()
+    state = "" if root.exists() else " (that folder does not exist)"
+    looked = ", ".join(str(p) for p in _candidates(root))
+    return f"CK+ not found: looked in {looked}{state} for {expected}. {how}"

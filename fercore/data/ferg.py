@@ -1,0 +1,177 @@
+"""FERG-DB (Aneja et al., ACCV 2016): 55,767 rendered faces of 6 cartoon characters, 7 emotions.
+
+The release (https://grail.cs.washington.edu/projects/deepexpr/ferg-2d-db.html, by request)
+unpacks to ``FERG_DB_256/<character>/<character>_<emotion>/*.png``: characters aia, bonnie,
+jules, malcolm, mery, ray; emotion suffixes anger, disgust, fear, joy, neutral, sadness,
+surprise (fercore.labels.FERG_EMOTIONS). Images are 256x256 RGBA or RGB. The transparent
+background is composited onto *white* (the faces are drawn with dark outlines, which stay
+visible on white), turned grey and resized to 48x48 with cv2.INTER_AREA.
+
+Two protocols (``split_mode``):
+- ``"random"``: the papers' 80/10/10 split by image from a seeded permutation. The same
+  characters, and near-duplicate renderings, land in train and test, so accuracy is inflated.
+- ``"character"``: held-out characters. Fold ``k`` tests on the ``k``-th character (sorted
+  names), selects on the next one, trains on the rest: does the model generalise to a face
+  it has never seen?
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..labels import EMOTIONS_7, FERG_EMOTIONS
+from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from .base import FERDataset
+from .cache import cached_arrays
+
+SIZE = 48
+SPLITS = ("train", "val", "test", "all")
+SPLIT_MODES = ("random", "character")
+VAL_FRACTION = TEST_FRACTION = 0.1
+SOURCE = "https://grail.cs.washington.edu/projects/deepexpr/ferg-2d-db.html (FERG-DB, Aneja et al. 2016; by request)"
+
+
+def _candidates(root: Path) -> list[Path]:
+    return [root / "FERG_DB_256", root / "FERG_DB_256" / "FERG_DB_256", root]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _is_character(folder: Path) -> bool:
+    """A character folder holds ``<name>_<emotion>`` folders; anything else beside it is ignored."""
+    prefix = folder.name.lower() + "_"
+    return any(p.name.lower().startswith(prefix) for p in _subdirs(folder))
+
+
+def locate_ferg(root) -> Path | None:
+    """The first candidate folder that holds character folders, or None."""
+    if root is None:
+        return None
+    for folder in _candidates(Path(root).expanduser()):
+        if folder.is_dir() and any(_is_character(c) for c in _subdirs(folder)):
+            return folder
+    return None
+
+
+@register_dataset("ferg", splits=SPLITS, locate=locate_ferg, source=SOURCE)
+def load_ferg(root, split: str = "train", *, split_mode: str = "random", fold: int = 0, seed: int = 0,
+              cache_dir=None) -> FERDataset:
+    """Load ``split`` (train, val, test or all) under ``split_mode`` "random" (uses ``seed``) or
+    "character" (uses ``fold``). ``meta``: ``character`` and ``file`` (path under FERG_DB_256)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for ferg; valid splits: {', '.join(SPLITS)}")
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(f"unknown split_mode {split_mode!r} for ferg; valid: {', '.join(SPLIT_MODES)}")
+    base = locate_ferg(root)
+    if base is None:
+        raise DatasetNotFoundError(_not_found_message(root))
+    listing = _list_images(base)
+    # Key the cache on one hashed directory scan rather than stat-ing 55k files one by one.
+    digest = hashlib.sha1("\n".join(f"{p}|{s}|{m}" for p, s, m in listing).encode()).hexdigest()
+    arrays = cached_arrays("ferg", [], lambda: _decode(base, [p for p, _, _ in listing]), cache_dir,
+                           extra={"folder": str(base.resolve()), "listing": digest, "size": SIZE, "background": 255})
+    if split_mode == "random":
+        index, protocol = _random_split(len(arrays["targets"]), split, seed)
+    else:
+        index, protocol = _character_split(arrays["character"], split, fold)
+    return FERDataset(
+        torch.from_numpy(arrays["images"][index]).unsqueeze(1),
+        torch.from_numpy(arrays["targets"][index]).long(),
+        EMOTIONS_7,
+        {"character": arrays["character"][index], "file": arrays["files"][index]},
+        name="ferg", split=split, protocol=protocol,
+    )
+
+
+def _random_split(n: int, split: str, seed: int) -> tuple[np.ndarray, str]:
+    n_val, n_test = round(n * VAL_FRACTION), round(n * TEST_FRACTION)
+    order = np.random.default_rng(seed).permutation(n)
+    parts = {"train": order[:n - n_val - n_test], "val": order[n - n_val - n_test:n - n_test],
+             "test": order[n - n_test:], "all": order}
+    protocol = (f"FERG random 80/10/10 split by image (seed {seed}), as in Aneja et al. 2016: it puts the same "
+                "characters and near-duplicate frames in train and test, which inflates accuracy")
+    return np.sort(parts[split]), protocol
+
+
+def _character_split(characters: np.ndarray, split: str, fold: int) -> tuple[np.ndarray, str]:
+    names = sorted(set(characters.tolist()))
+    if len(names) < 3:
+        raise ValueError(f"split_mode='character' needs at least 3 characters, found {len(names)}: {', '.join(names)}")
+    if not 0 <= fold < len(names):
+        raise ValueError(f"fold must be in 0..{len(names) - 1} (one per character: {', '.join(names)}), got {fold}")
+    test, val = names[fold], names[(fold + 1) % len(names)]
+    masks = {"test": characters == test, "val": characters == val, "all": np.ones(len(characters), bool)}
+    masks["train"] = ~masks["test"] & ~masks["val"]
+    protocol = (f"FERG held-out character, fold {fold} of {len(names)}: tests on {test}, selects on {val}, "
+                f"trains on the other {len(names) - 2} characters; no character is in two of train/val/test")
+    return np.flatnonzero(masks[split]), protocol
+
+
+def _list_images(base: Path) -> list[tuple[str, int, int]]:
+    """``(path under base, size, mtime_ns)`` of every PNG in ``<character>/<character>_<emotion>/``."""
+    listing = []
+    for character in filter(_is_character, _subdirs(base)):
+        for folder in _subdirs(character):
+            _emotion_of(folder)  # an unknown folder stops here, before any decoding
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.lower().endswith(".png") and not entry.name.startswith(".") and entry.is_file():
+                        st = entry.stat()
+                        listing.append((f"{character.name}/{folder.name}/{entry.name}", st.st_size, st.st_mtime_ns))
+    return sorted(listing)
+
+
+def _emotion_of(folder: Path) -> int:
+    prefix, _, emotion = folder.name.lower().partition("_")
+    if prefix != folder.parent.name.lower() or emotion not in FERG_EMOTIONS:
+        raise DatasetFormatError(f"{folder}: unknown emotion folder; expected {folder.parent.name}_<emotion> "
+                                 f"with <emotion> one of {', '.join(FERG_EMOTIONS)}")
+    return FERG_EMOTIONS[emotion]
+
+
+def _read_on_white(path: Path) -> np.ndarray:
+    """The image as 48x48 grey, with any transparency composited onto white."""
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DatasetFormatError(f"{path}: cannot decode this image file (expected a 256x256 RGBA or RGB PNG)")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels not in (1, 3, 4):
+        raise DatasetFormatError(f"{path}: {channels} channels; expected an RGBA, RGB or grey PNG")
+    grey = image if channels == 1 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+    if channels == 4:
+        alpha = image[..., 3].astype(np.float32) / 255
+        grey = np.rint(grey * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _decode(base: Path, files: list[str]) -> dict[str, np.ndarray]:
+    images = np.empty((len(files), SIZE, SIZE), np.uint8)
+    for i, rel in enumerate(tqdm(files, desc="decoding FERG images", unit="img", leave=False)):
+        images[i] = _read_on_white(base / rel)
+    return {"images": images,
+            "targets": np.array([_emotion_of((base / rel).parent) for rel in files], np.int64),
+            "character": np.array([rel.split("/", 1)[0] for rel in files], dtype=str),
+            "files": np.array(files, dtype=str)}
+
+
+def _not_found_message(root) -> str:
+    expected = f"FERG_DB_256/<character>/<character>_<emotion>/*.png (emotions {', '.join(FERG_EMOTIONS)})"
+    how = (f"Request FERG-DB at {SOURCE} and unpack it there; "
+           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
+    if root is None:
+        return f"FERG needs root=<folder holding {expected}>. {how}"
+    root = Path(root).expanduser()
+    state = "" if root.exists() else " (that folder does not exist)"
+    looked = ", ".join(str(p) for p in _candidates(root))
+    return f"FERG not found: looked in {looked}{state} for {expected}. {how}"

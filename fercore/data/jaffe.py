@@ -1,0 +1,139 @@
+"""JAFFE (Lyons et al., FG 1998): 213 posed photos of 10 Japanese women, 7 expressions.
+
+The original release (https://zenodo.org/records/3451524; agree to its terms there) is one
+folder, ``jaffedbase/``, of 256x256 grayscale TIFFs named ``KA.AN1.39.tiff``: subject ``KA``,
+expression code ``AN`` (NE HA AN DI FE SA SU, mapped by fercore.labels.JAFFE_CODES), the
+repetition ``1`` and a running index ``39``. Some readers see the TIFFs as 3-channel; they
+are converted to grey.
+
+Face crop: ``CROP`` is a *fixed box*, not a face detector. JAFFE's faces are centred and of
+similar size, so one box (as fractions of the image) holds brows to chin on almost every
+image; it is then resized to 48x48 (cv2.INTER_AREA, which averages rather than skips
+pixels). The faces pipeline (fercore.faces, a later issue) may replace it with detection.
+
+Protocol: subject-independent folds (fercore.data.folds). With the default 10 folds over the
+10 subjects, fold ``k`` tests on one woman, selects checkpoints on another, trains on 8.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..labels import EMOTIONS_7, JAFFE_CODES
+from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from .base import FERDataset
+from .cache import cached_arrays
+from .folds import SPLITS, fold_mask, fold_protocol
+
+SIZE = 48
+# (left, top, right, bottom) as fractions of the image: 256x256 -> x 59..197, y 84..223, a
+# 138-pixel square from just above the brows to below the chin (hair and ears mostly cut).
+CROP = (0.23, 0.33, 0.77, 0.87)
+NAME = re.compile(r"^(?P<subject>[A-Z]{2})\.(?P<code>[A-Z]{2})(?P<rep>\d)\.(?P<index>\d+)\.(?i:tiff?)$")
+PATTERN = "<subject>.<code><repetition>.<index>.tiff, e.g. KA.AN1.39.tiff, with code one of " + " ".join(JAFFE_CODES)
+SOURCE = "https://zenodo.org/records/3451524 (JAFFE, Lyons et al. 1998; agree to its terms to download)"
+
+
+def _candidates(root: Path) -> list[Path]:
+    return [root / "jaffe", root / "JAFFE", root / "jaffedbase", root,
+            root / "jaffe" / "jaffedbase", root / "JAFFE" / "jaffedbase"]
+
+
+def _tiffs(folder: Path) -> list[Path]:
+    """The TIFF files in ``folder`` (hidden files such as ``._KA.AN1.39.tiff`` left out)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")
+                  and not p.name.startswith(".") and p.is_file())
+
+
+def locate_jaffe(root) -> Path | None:
+    """The first folder among ``_candidates(root)`` holding a file named like ``KA.AN1.39.tiff``."""
+    if root is None:
+        return None
+    for folder in _candidates(Path(root).expanduser()):
+        if folder.is_dir() and any(NAME.match(p.name) for p in _tiffs(folder)):
+            return folder
+    return None
+
+
+@register_dataset("jaffe", splits=SPLITS, locate=locate_jaffe, source=SOURCE)
+def load_jaffe(root, split: str = "train", *, fold: int = 0, folds: int = 10, seed: int = 0,
+               cache_dir=None) -> FERDataset:
+    """Load ``split`` (train, val, test or all) of subject-independent fold ``fold`` of ``folds``.
+
+    ``meta``: ``subject`` (e.g. ``"KA"``), ``file`` (the file name) and ``index`` (the number
+    in the file name). ``cache_dir=False`` decodes without caching.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for jaffe; valid splits: {', '.join(SPLITS)}")
+    folder = locate_jaffe(root)
+    if folder is None:
+        raise DatasetNotFoundError(_not_found_message(root))
+    files = _tiffs(folder)
+    arrays = cached_arrays("jaffe", files, lambda: _read_all(files), cache_dir, extra={"crop": CROP, "size": SIZE})
+    mask = fold_mask(arrays["subject"], split, fold, folds, seed)
+    n_subjects = len(set(arrays["subject"].tolist()))
+    return FERDataset(
+        torch.from_numpy(arrays["images"][mask]).unsqueeze(1),
+        torch.from_numpy(arrays["targets"][mask]).long(),
+        EMOTIONS_7,
+        {"subject": arrays["subject"][mask], "file": arrays["files"][mask], "index": arrays["index"][mask]},
+        name="jaffe", split=split, protocol=fold_protocol(folds, fold, n_subjects),
+    )
+
+
+def _read_all(files: list[Path]) -> dict[str, np.ndarray]:
+    """Parse every file name first (cheap, so a misnamed file is reported at once), then decode."""
+    parsed = []
+    for path in files:
+        match = NAME.match(path.name)
+        if match is None or match["code"] not in JAFFE_CODES:
+            raise DatasetFormatError(f"{path}: not a JAFFE file name; expected {PATTERN}")
+        parsed.append(match)
+    return {
+        "images": np.stack([crop_resize(read_gray(p, "a 256x256 grayscale TIFF"), CROP) for p in files])
+        if files else np.empty((0, SIZE, SIZE), np.uint8),
+        "targets": np.array([JAFFE_CODES[m["code"]] for m in parsed], np.int64),
+        "subject": np.array([m["subject"] for m in parsed], dtype=str),
+        "files": np.array([p.name for p in files], dtype=str),
+        "index": np.array([int(m["index"]) for m in parsed], np.int64),
+    }
+
+
+def read_gray(path: Path, expected: str) -> np.ndarray:
+    """Decode ``path`` to a 2-D uint8 grey image (from grey, BGR or BGRA); a bad file is named."""
+    data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: non-ASCII paths work on Windows too
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DatasetFormatError(f"{path}: cannot decode this image file (expected {expected})")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype != np.uint8 or channels not in (1, 3, 4):
+        raise DatasetFormatError(f"{path}: {channels}-channel {image.dtype} image; expected {expected}")
+    if channels > 1:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+    return image.reshape(image.shape[:2])
+
+
+def crop_resize(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Cut the fixed ``box`` (left, top, right, bottom fractions) out of ``image``, resize to 48x48."""
+    height, width = image.shape
+    left, top, right, bottom = box
+    face = image[round(top * height):round(bottom * height), round(left * width):round(right * width)]
+    return cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _not_found_message(root) -> str:
+    expected = f"the 213 JAFFE TIFFs named like KA.AN1.39.tiff ({PATTERN})"
+    how = (f"Get JAFFE from {SOURCE} and unpack jaffedbase/ there; "
+           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
+    if root is None:
+        return f"JAFFE needs root=<folder holding {expected}>. {how}"
+    root = Path(root).expanduser()
+    state = "" if root.exists() else " (that folder does not exist)"
+    looked = ", ".join(str(p) for p in _candidates(root))
+    return f"JAFFE not found: looked in {looked}{state} for {expected}. {how}"
