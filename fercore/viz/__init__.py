@@ -1,4 +1,4 @@
-"""Visualization: plots for data, landmarks, training and evaluation (headless-safe)."""
+"""Visualization: plots for data, landmarks, training and evaluation; attention maps; widgets (headless-safe)."""
 from .plots import (
     LANDMARK_GROUPS,
     LiveCurve,
@@ -10,8 +10,25 @@ from .plots import (
     sample_grid,
     show_landmarks,
 )
+from .attention import (
+    class_average_maps,
+    draw_warp,
+    gradient_saliency,
+    model_view,
+    occlusion_map,
+    overlay,
+    plot_class_maps,
+    plot_saliency,
+    plot_stn,
+    predict,
+    stn_views,
+    to_model_input,
+)
+from .widgets import AttentionExplorer
 
 __all__ = [
     "LANDMARK_GROUPS", "LiveCurve", "class_distribution", "confusion_matrix", "draw_landmarks",
     "learning_curves", "per_class_recall", "sample_grid", "show_landmarks",
+    "to_model_input", "model_view", "predict", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
+    "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency", "AttentionExplorer",
 ]

@@ -1,0 +1,154 @@
+"""ipywidgets explorers: pick an image and an occluder, see the prediction and the attention.
+
+``AttentionExplorer(model, dataset)`` in a notebook cell shows sliders and one figure that
+redraws when a slider moves. The figure is a PNG placed in an ``ipywidgets.Output``, built
+with matplotlib's object API (never pyplot), so it is shown once, leaks no open figure and
+renders with no frontend at all (papermill, CI): the explorer's state (``last_probs``,
+``last_map``, ``figure``) is there to inspect either way, and a notebook that is viewed
+without a live kernel shows the last rendered PNG instead of the controls.
+"""
+from __future__ import annotations
+
+import base64
+import io
+
+import ipywidgets as W
+import numpy as np
+import seaborn as sns
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlusion_map, overlay, predict, stn_views
+
+__all__ = ["AttentionExplorer"]
+
+
+class AttentionExplorer:
+    """Explore one image at a time: the face, its occlusion map, the STN warp, the class probabilities.
+
+    ``model``: any fercore model (eval mode is used and the model's mode is restored);
+    ``dataset``: a FERDataset (``images`` uint8 ``(N, C, H, W)``, ``targets``, ``classes``).
+    Controls: the image index, which class to explain ("predicted" or a class), the
+    occluding patch size and its stride (a stride above the patch is used as the patch).
+    Panels: the image as the model sees it (centre crop) with its true label; the occlusion
+    map over it (red: covering this region lowers the explained class's probability, blue:
+    raises it); for models with a spatial transformer (``forward_with_attention`` returning
+    ``"warped"``), the sampling grid on the input and the warped image; the probabilities,
+    the predicted class in colour and the true class marked.
+
+    After each render: ``last_index``, ``last_probs`` ``(K,)``, ``last_map`` ``(H, W)``,
+    ``last_target`` (the explained class), ``last_warped`` (or None), ``figure``, ``axes``
+    (a dict panel name -> Axes). ``update()`` re-renders; changing a control does it too.
+    """
+
+    def __init__(self, model: nn.Module, dataset, classes=None, index: int = 0, patch: int = 8, stride: int = 4,
+                 baseline: float = 0.5):
+        if len(dataset) == 0:
+            raise ValueError("AttentionExplorer needs a dataset with at least one image")
+        self.model, self.dataset, self.baseline = model, dataset, baseline
+        self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
+        size = min(model_view(model, dataset.images[:1]).shape[-2:])
+        self.has_stn = callable(getattr(model, "forward_with_attention", None))
+        self.index = W.IntSlider(value=index, min=0, max=len(dataset) - 1, description="image",
+                                 continuous_update=False)
+        self.target = W.Dropdown(options=[("predicted", -1)] + [(c, k) for k, c in enumerate(self.classes)],
+                                 value=-1, description="explain")
+        self.patch = W.IntSlider(value=patch, min=1, max=max(size // 2, patch), description="patch (px)",
+                                 continuous_update=False)
+        self.stride = W.IntSlider(value=stride, min=1, max=max(size // 2, stride), description="stride (px)",
+                                  continuous_update=False)
+        self.output = W.Output()
+        self.widget = W.VBox([W.HBox([self.index, self.target]), W.HBox([self.patch, self.stride]), self.output])
+        self.figure = Figure(figsize=(12.5 if self.has_stn else 8.5, 2.9), layout="constrained")
+        self.axes: dict = {}
+        self.last_index = self.last_probs = self.last_map = self.last_target = self.last_warped = None
+        for control in (self.index, self.target, self.patch, self.stride):
+            control.observe(self._changed, names="value")
+        self.update()
+
+    # ------------------------------------------------------------------ display
+    def display(self) -> None:
+        """Show the controls and the figure (``display(explorer)`` and a cell's last value do the same)."""
+        from IPython.display import display
+
+        display(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # The live widget where a frontend can draw it; the last PNG where it cannot (a static view).
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        bundle["image/png"] = self._png_base64()
+        return bundle
+
+    # ------------------------------------------------------------------ rendering
+    def _changed(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the prediction and the maps for the current controls and redraw."""
+        i = int(self.index.value)
+        image = self.dataset.images[i:i + 1]
+        patch = int(self.patch.value)
+        stride = min(int(self.stride.value), patch)
+        probs = predict(self.model, image)[0]
+        target = int(probs.argmax()) if self.target.value == -1 else int(self.target.value)
+        view = model_view(self.model, image)[0]
+        patch = min(patch, *view.shape[-2:])
+        heat = occlusion_map(self.model, image, target=target, patch=patch, stride=stride, baseline=self.baseline)[0]
+        warp = None
+        if self.has_stn:
+            try:
+                warp = stn_views(self.model, image)
+            except (TypeError, ValueError):  # a forward_with_attention without a transformer
+                warp = None
+        self.last_index, self.last_probs, self.last_map, self.last_target = i, probs, heat, target
+        self.last_warped = None if warp is None else torch.from_numpy(warp["warped"][0])
+        self._draw(i, view, heat, probs, target, patch, stride, warp)
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"image/png": self._png_base64(), "text/plain": f"<AttentionExplorer image {i}>"}},)
+
+    def _png_base64(self) -> str:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def _draw(self, i, view, heat, probs, target, patch, stride, warp) -> None:
+        names = _class_names(self.classes, len(probs))
+        true = int(self.dataset.labels()[i])
+        pred = int(probs.argmax())
+        fig = self.figure
+        fig.clear()
+        panels = ["image", "occlusion"] + (["grid", "warped"] if warp is not None else []) + ["probs"]
+        with sns.axes_style("white"):
+            axes = fig.subplots(1, len(panels), width_ratios=[1] * (len(panels) - 1) + [1.5])
+        self.axes = dict(zip(panels, axes))
+        ax = self.axes["image"]
+        data, style = _gray(view)
+        ax.imshow(data, **style)
+        _bare(ax)
+        ax.set_title(f"#{i}  true: {names[true]}", fontsize=10)
+        ax = self.axes["occlusion"]
+        overlay(ax, view, heat)
+        ax.set_title(f"occlusion {patch}px / {stride}: {names[target]}", fontsize=10)
+        fig.colorbar(ax.get_images()[-1], ax=ax, shrink=0.8, label="drop in p")
+        if warp is not None:
+            draw_warp(self.axes["grid"], warp["input"][0], warp["grid"][0], warp["theta"][0])
+            self.axes["grid"].set_title("sampling grid", fontsize=10)
+            data, style = _gray(warp["warped"][0])
+            self.axes["warped"].imshow(data, **style)
+            _bare(self.axes["warped"])
+            self.axes["warped"].set_title("warped (classifier sees)", fontsize=10)
+        ax = self.axes["probs"]
+        p = probs.numpy()
+        colors = ["tab:blue" if k == pred else "0.75" for k in range(len(p))]
+        ax.barh(np.arange(len(p)), p, color=colors, edgecolor=["black" if k == true else "none" for k in range(len(p))],
+                linewidth=1.5, gid="probs")
+        ax.set_yticks(np.arange(len(p)), [f"{n} (true)" if k == true else n for k, n in enumerate(names[:len(p)])])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_title(f"predicted: {names[pred]} {p[pred]:.0%}", fontsize=10)
+        for label, k in zip(ax.get_yticklabels(), range(len(p))):
+            if k == true:
+                label.set_fontweight("bold")

@@ -1,0 +1,157 @@
+"""fercore.viz.widgets.AttentionExplorer with no frontend: controls re-render what they should."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import base64  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fercore.data.base import FERDataset  # noqa: E402
+from fercore.viz import attention as A  # noqa: E402
+from fercore.viz.widgets import AttentionExplorer  # noqa: E402
+
+S = 16
+CLASSES = ["angry", "happy", "sad"]
+
+
+@pytest.fixture(autouse=True)
+def _headless(monkeypatch):
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show called by library code"))
+    yield
+    plt.close("all")
+
+
+def cfg():
+    return {"input_size": (1, S, S), "num_classes": 3, "mean": (0.5,), "std": (0.5,)}
+
+
+def linear_model(seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(S * S, 3))
+    model.default_cfg = cfg()
+    return model
+
+
+class ZoomSTN(nn.Module):
+    """Fixed zoom on the central half, then a linear classifier: the deep_emotion interface."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(S * S, 3)
+        self.default_cfg = cfg()
+
+    def forward_with_attention(self, x):
+        theta = torch.tensor([[0.5, 0, 0], [0, 0.5, 0]]).expand(len(x), 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        warped = F.grid_sample(x, grid, align_corners=False)
+        return self.fc(warped.flatten(1)), {"theta": theta, "warped": warped, "grid": grid}
+
+    def forward(self, x):
+        return self.forward_with_attention(x)[0]
+
+
+def dataset(n=4) -> FERDataset:
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (n, 1, S, S), generator=g, dtype=torch.uint8)
+    return FERDataset(images, torch.arange(n) % 3, CLASSES)
+
+
+def png_outputs(explorer) -> list[bytes]:
+    return [base64.b64decode(o["data"]["image/png"]) for o in explorer.output.outputs]
+
+
+def blocks_constant(m: torch.Tensor, side: int) -> bool:
+    tiles = m.view(S // side, side, S // side, side)
+    return bool((tiles == tiles[:, :1, :, :1]).all())
+
+
+def test_explorer_renders_the_chosen_image_headless():
+    model, ds = linear_model(), dataset()
+    open_before = plt.get_fignums()
+    ex = AttentionExplorer(model, ds, index=1, patch=4, stride=2)
+    assert plt.get_fignums() == open_before  # kept out of pyplot: never shown twice, never leaked
+    (png,) = png_outputs(ex)
+    assert png[:4] == b"\x89PNG"
+    image = ds.images[1:2]
+    torch.testing.assert_close(ex.last_probs, A.predict(model, image)[0])
+    assert ex.last_target == int(ex.last_probs.argmax())
+    torch.testing.assert_close(ex.last_map, A.occlusion_map(model, image, patch=4, stride=2)[0])
+    assert list(ex.axes) == ["image", "occlusion", "probs"]  # no transformer, no warp panels
+    bars = ex.axes["probs"].patches
+    np.testing.assert_allclose([b.get_width() for b in bars], ex.last_probs.numpy(), rtol=1e-6)
+    ticks = [t.get_text() for t in ex.axes["probs"].get_yticklabels()]
+    assert ticks == ["angry", "happy (true)", "sad"]  # image 1's label is 1
+    assert ex.axes["image"].get_title() == "#1  true: happy"
+    shown = ex.axes["image"].get_images()[0].get_array()
+    np.testing.assert_allclose(shown, ds.images[1, 0].numpy() / 255, atol=1e-6)
+
+
+def test_moving_the_index_slider_re_renders_that_image():
+    model, ds = linear_model(), dataset()
+    ex = AttentionExplorer(model, ds)
+    probs0, map0 = ex.last_probs.clone(), ex.last_map.clone()
+    ex.index.value = 2  # what a user's drag does: observe -> update
+    assert ex.last_index == 2
+    torch.testing.assert_close(ex.last_probs, A.predict(model, ds.images[2:3])[0])
+    assert not torch.allclose(ex.last_probs, probs0)
+    assert not torch.allclose(ex.last_map, map0)
+    assert len(ex.output.outputs) == 1  # replaced, not appended
+    assert ex.axes["image"].get_title().startswith("#2")
+
+
+def test_patch_and_stride_set_the_blockiness_of_the_map():
+    ex = AttentionExplorer(linear_model(), dataset(), patch=4, stride=4)
+    assert blocks_constant(ex.last_map, 4) and not blocks_constant(ex.last_map, 8)
+    ex.patch.value = 8
+    ex.stride.value = 8
+    assert blocks_constant(ex.last_map, 8)
+    assert "8px / 8" in ex.axes["occlusion"].get_title()
+    ex.patch.value = 4  # stride 8 > patch 4: the stride used is the patch
+    assert "4px / 4" in ex.axes["occlusion"].get_title()
+    assert blocks_constant(ex.last_map, 4) and not blocks_constant(ex.last_map, 8)
+
+
+def test_explaining_another_class_changes_the_map():
+    model, ds = linear_model(), dataset()
+    ex = AttentionExplorer(model, ds, patch=4, stride=4)
+    other = (ex.last_target + 1) % 3
+    ex.target.value = other
+    assert ex.last_target == other
+    torch.testing.assert_close(ex.last_map, A.occlusion_map(model, ds.images[:1], target=other, patch=4, stride=4)[0])
+    assert CLASSES[other] in ex.axes["occlusion"].get_title()
+
+
+def test_a_spatial_transformer_adds_the_warp_and_the_model_mode_is_kept():
+    model, ds = ZoomSTN(), dataset()
+    model.train()
+    ex = AttentionExplorer(model, ds, index=3)
+    assert list(ex.axes) == ["image", "occlusion", "grid", "warped", "probs"]
+    expected = A.stn_views(model, ds.images[3:4])["warped"][0]
+    np.testing.assert_allclose(ex.last_warped.numpy(), expected)
+    np.testing.assert_allclose(ex.axes["warped"].get_images()[0].get_array(), expected[0])
+    (outline,) = [line for line in ex.axes["grid"].lines if line.get_gid() == "stn_outline"]
+    assert outline.get_xydata().min() == pytest.approx(S / 4 - 0.5)  # the central half
+    ex.index.value = 0
+    assert model.training
+
+
+def test_display_offers_the_widget_and_a_static_png(monkeypatch):
+    import IPython.display
+
+    ex = AttentionExplorer(linear_model(), dataset(), patch=4, stride=4)
+    assert ex.output in ex.widget.children
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    ex.display()
+    assert shown == [ex]
