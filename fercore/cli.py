@@ -1,4 +1,4 @@
-"""``python -m fercore``: train, evaluate, datasets, notebooks. Every command prints JSON.
+"""``python -m fercore``: train, crossval, evaluate, datasets, notebooks. Every command prints JSON.
 
 Errors the user can fix (missing data, bad files, unknown names) print one clear line to
 stderr and exit with status 2, without a traceback.
@@ -14,6 +14,7 @@ from pathlib import Path
 EXAMPLES = {
     "train": "example:\n  python -m fercore train --model simple_cnn --dataset synthetic --scale smoke --out runs/smoke\n"
              "  python -m fercore train --model simple_cnn --dataset fer2013 --data-root ~/data --scale standard --out runs/cnn",
+    "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
@@ -32,11 +33,36 @@ def _print_json(obj) -> None:
 def cmd_train(args) -> int:
     from .experiment import run_experiment
 
-    metrics = run_experiment(args.model, args.dataset, args.data_root, scale=args.scale, epochs=args.epochs,
-                             batch_size=args.batch_size, device=args.device, seed=args.seed, out=args.out,
-                             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    metrics = run_experiment(args.model, args.dataset, args.data_root, **_run_kwargs(args))
     _print_json(metrics)
     return 0
+
+
+def cmd_crossval(args) -> int:
+    from .experiment import cross_validate
+
+    _print_json(cross_validate(args.model, args.dataset, args.data_root, folds=args.folds, **_run_kwargs(args)))
+    return 0
+
+
+def _key_values(pairs, flag: str) -> dict:
+    """``["fc_l2=0.01", "fold=3"]`` -> ``{"fc_l2": 0.01, "fold": 3}`` (values read as JSON, else kept as text)."""
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _run_kwargs(args) -> dict:
+    return dict(scale=args.scale, epochs=args.epochs, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                model_args=_key_values(args.model_arg, "--model-arg"), data_args=_key_values(args.data_arg, "--data-arg"))
 
 
 def cmd_evaluate(args) -> int:
@@ -88,20 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import list_datasets
     from .recipes import SCALES
 
+    def add_run_options(p):
+        p.add_argument("--model", required=True, choices=list_models())
+        p.add_argument("--dataset", required=True, choices=list_datasets())
+        p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
+        p.add_argument("--scale", default="smoke", choices=SCALES, help="smoke: a minute on CPU; standard: a CPU/free-GPU budget; full: the paper's recipe")
+        p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+        p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+        p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="passed to the model, e.g. fc_l2=0.01 (repeatable)")
+        p.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="passed to the loader, e.g. fold=3 or split_mode=character (repeatable)")
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+        p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = add("train", "Train a model with its recipe for a scale; writes OUT/metrics.json, best.pt, last.pt, history.csv.")
-    p.add_argument("--model", required=True, choices=list_models())
-    p.add_argument("--dataset", required=True, choices=list_datasets())
-    p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
-    p.add_argument("--scale", default="smoke", choices=SCALES, help="smoke: a minute on CPU; standard: a CPU/free-GPU budget; full: the paper's recipe")
-    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
-    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = add("crossval", "Train and test on every subject-independent fold (CK+, JAFFE); writes OUT/fold_K/ and OUT/cv.json.")
+    add_run_options(p)
+    p.add_argument("--folds", type=int, default=10, help="number of folds (default 10; JAFFE's 10 subjects: leave-one-subject-out)")
+    p.set_defaults(func=cmd_crossval)
 
     p = add("evaluate", "Evaluate a checkpoint on a dataset split; prints accuracy, macro_f1, per_class_recall, confusion, n.")
     p.add_argument("--checkpoint", required=True)

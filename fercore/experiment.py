@@ -10,6 +10,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -33,26 +34,37 @@ def seeded_subset(dataset: FERDataset, n: int | None, seed: int) -> FERDataset:
     return dataset.subset(torch.randperm(len(dataset), generator=g)[:n].sort().values)
 
 
-def load_optional_split(name: str, root, split: str) -> tuple[FERDataset | None, str | None]:
+def load_optional_split(name: str, root, split: str, **kw) -> tuple[FERDataset | None, str | None]:
     """The split, or None with the reason (FER2013's image folders often lack PrivateTest)."""
     try:
-        return load_dataset(name, root, split), None
+        return load_dataset(name, root, split, **kw), None
     except (FileNotFoundError, ValueError) as err:
         return None, str(err)
 
 
-def command_line(model: str, dataset: str, data_root, scale: str, epochs=None, seed: int = 0, out="runs/run") -> str:
-    cmd = f"python -m fercore train --model {model} --dataset {dataset}"
+def _kv(flag: str, args: dict | None) -> str:
+    return "".join(f" {flag} {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in (args or {}).items())
+
+
+def command_line(model: str, dataset: str, data_root, scale: str, epochs=None, seed: int = 0, out="runs/run",
+                 model_args=None, data_args=None, subcommand: str = "train", folds: int | None = None) -> str:
+    """The ``python -m fercore`` command that reproduces a run (printed beside every number)."""
+    cmd = f"python -m fercore {subcommand} --model {model} --dataset {dataset}"
     if data_root is not None:
         cmd += f" --data-root {data_root}"
-    cmd += f" --scale {scale}" + (f" --epochs {epochs}" if epochs else "") + f" --seed {seed} --out {out}"
-    return cmd
+    cmd += f" --scale {scale}" + (f" --epochs {epochs}" if epochs else "") + f" --seed {seed}"
+    cmd += f" --folds {folds}" if folds else ""
+    return cmd + _kv("--model-arg", model_args) + _kv("--data-arg", data_args) + f" --out {out}"
 
 
 def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "smoke", epochs: int | None = None,
                    batch_size: int | None = None, device: str = "auto", seed: int = 0, out="runs/run",
-                   resume: bool = False, overwrite: bool = False, progress: bool = True, callbacks=()) -> dict:
+                   resume: bool = False, overwrite: bool = False, progress: bool = True, callbacks=(),
+                   model_args: dict | None = None, data_args: dict | None = None) -> dict:
     """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``.
+
+    ``model_args`` go to ``create_model`` (e.g. ``{"fc_l2": 0.01}``), ``data_args`` to every
+    ``load_dataset`` call (e.g. ``{"fold": 3}`` for the subject-independent folds of CK+ and JAFFE).
 
     An ``out`` folder that already holds a run is continued with ``resume=True`` or replaced
     with ``overwrite=True``; otherwise it is left alone and an error says so.
@@ -63,12 +75,14 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
                               "or --overwrite to replace it, or choose another --out")
     recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size)
     seed_everything(seed)
-    train = seeded_subset(load_dataset(dataset, data_root, "train"), recipe.train_subset, seed)
-    val = seeded_subset(load_dataset(dataset, data_root, "val"), recipe.val_subset, seed)
-    test, test_note = load_optional_split(dataset, data_root, "test")
+    model_args, data_args = dict(model_args or {}), dict(data_args or {})
+    train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
+    val = seeded_subset(load_dataset(dataset, data_root, "val", **data_args), recipe.val_subset, seed)
+    test, test_note = load_optional_split(dataset, data_root, "test", **data_args)
 
-    net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1])
-    config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes}
+    net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1], **model_args)
+    config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes,
+              "model_args": model_args, "data_args": data_args}
     trainer = Trainer.from_recipe(net, recipe, device=device, out_dir=out, seed=seed, config=config,
                                   progress=progress, callbacks=callbacks)
     start = time.perf_counter()
@@ -82,7 +96,8 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     train_seconds = sum(r["seconds"] for r in history)
     metrics = {
         "model": model, "dataset": dataset, "scale": scale, "seed": seed,
-        "command": command_line(model, dataset, data_root, scale, epochs, seed, out),
+        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, data_args),
+        "model_args": model_args, "data_args": data_args,
         "protocol": {
             "description": train.protocol,
             "train": f"split 'train' ({len(train)} images)",
@@ -102,3 +117,45 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10, out="runs/cv", **kw) -> dict:
+    """Run ``run_experiment`` on every subject-independent fold; write and return ``out/cv.json``.
+
+    Each fold tests on its own held-out subjects and selects its checkpoint on another fold's
+    subjects (see fercore.data.folds), so the mean test accuracy never saw a test subject.
+    ``kw`` goes to ``run_experiment`` (scale, epochs, seed, model_args, data_args, ...).
+    """
+    out = Path(out)
+    data_args = dict(kw.pop("data_args", None) or {})
+    runs = [run_experiment(model, dataset, data_root, out=out / f"fold_{k}",
+                           data_args={**data_args, "fold": k, "folds": folds}, **kw) for k in range(folds)]
+    accuracies = [r["test"]["accuracy"] for r in runs]
+    summary = {
+        "model": model, "dataset": dataset, "folds": folds,
+        "protocol": f"subject-independent {folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
+        "test_accuracy_mean": float(np.mean(accuracies)), "test_accuracy_std": float(np.std(accuracies)),
+        "test_macro_f1_mean": float(np.mean([r["test"]["macro_f1"] for r in runs])),
+        "per_fold": [{"fold": k, "test_accuracy": r["test"]["accuracy"], "n_test": r["n_test"],
+                      "best_epoch": r["best_epoch"], "val_accuracy": r["val"]["accuracy"]} for k, r in enumerate(runs)],
+        "command": command_line(model, dataset, data_root, kw.get("scale", "smoke"), kw.get("epochs"), kw.get("seed", 0),
+                                out, kw.get("model_args"), data_args, subcommand="crossval", folds=folds),
+    }
+    (out / "cv.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def sweep(model: str, dataset: str, data_root=None, *, param: str, values, out="runs/sweep", **kw) -> dict:
+    """Train one run per ``values`` of model argument ``param``; choose the value on validation accuracy.
+
+    Every run is a full ``run_experiment`` in ``out/<param>=<value>``; the chosen run *is*
+    the final model (nothing is retrained), and only its test figure should be reported.
+    Returns ``{"param", "rows" (value, val accuracy, best epoch), "best", "metrics" (of the chosen run)}``.
+    """
+    model_args = dict(kw.pop("model_args", None) or {})
+    runs = {v: run_experiment(model, dataset, data_root, out=Path(out) / f"{param}={v}",
+                              model_args={**model_args, param: v}, **kw) for v in values}
+    best = max(runs, key=lambda v: runs[v]["val"]["accuracy"])  # ties: the first value listed
+    rows = [{param: v, "val_accuracy": r["val"]["accuracy"], "val_macro_f1": r["val"]["macro_f1"],
+             "best_epoch": r["best_epoch"], "chosen": v == best} for v, r in runs.items()]
+    return {"param": param, "rows": rows, "best": best, "metrics": runs[best]}

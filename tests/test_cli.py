@@ -94,7 +94,7 @@ def test_unknown_model_lists_the_choices(capsys):
     assert "simple_cnn" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "datasets", "notebooks"])
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "datasets", "notebooks"])
 def test_help_has_an_example(command):
     result = subprocess.run([sys.executable, "-m", "fercore", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "example:" in result.stdout and "python -m fercore " + command in result.stdout
@@ -125,3 +125,18 @@ def test_existing_run_is_not_overwritten_silently(trained, tmp_path, capsys):
     assert (out / "best.pt").read_bytes() == before
     code, metrics, _ = run_cli(capsys, *argv, "--overwrite")
     assert code == 0 and metrics["epochs_run"] == 1
+
+
+def test_model_arg_reaches_the_model_and_the_printed_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, metrics, _ = run_cli(capsys, "train", "--model", "deep_emotion", "--dataset", "synthetic", "--epochs", "1",
+                               "--model-arg", "fc_l2=0.25", "--out", str(out), "--quiet")
+    assert code == 0 and metrics["model_args"] == {"fc_l2": 0.25}
+    assert "--model-arg fc_l2=0.25" in metrics["command"]
+    assert torch.load(out / "best.pt", weights_only=True)["config"]["model_kwargs"]["fc_l2"] == 0.25
+
+
+def test_model_arg_without_equals_sign_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "simple_cnn", "--dataset", "synthetic", "--model-arg", "width",
+                           "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 2 and "--model-arg expects KEY=VALUE" in err and "'width'" in err

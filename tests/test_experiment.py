@@ -1,0 +1,41 @@
+"""Experiments above one run: subject-independent cross-validation and a hyper-parameter sweep."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fercore.cli import main
+from fercore.experiment import cross_validate, sweep
+
+
+def test_crossval_tests_every_subject_once_and_summarises(tmp_path, capsys):
+    from test_jaffe import make_jaffe
+    make_jaffe(tmp_path / "data" / "jaffe")
+    out = tmp_path / "cv"
+    code = main(["crossval", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", str(tmp_path / "data"),
+                 "--folds", "3", "--epochs", "1", "--out", str(out), "--quiet"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary == json.loads((out / "cv.json").read_text())
+    assert [f["fold"] for f in summary["per_fold"]] == [0, 1, 2]
+    # Every image is tested exactly once across the folds, and train/val/test never share a subject.
+    assert sum(f["n_test"] for f in summary["per_fold"]) == len(list((tmp_path / "data" / "jaffe").glob("*.tif*")))
+    for k in range(3):
+        metrics = json.loads((out / f"fold_{k}" / "metrics.json").read_text())
+        assert metrics["data_args"] == {"fold": k, "folds": 3}
+        assert "subject-independent" in metrics["protocol"]["description"]
+    accs = [f["test_accuracy"] for f in summary["per_fold"]]
+    assert summary["test_accuracy_mean"] == pytest.approx(sum(accs) / 3)
+    assert summary["command"].startswith("python -m fercore crossval --model simple_cnn --dataset jaffe")
+    assert "--folds 3" in summary["command"] and "fold_0" not in summary["command"]
+
+
+def test_sweep_chooses_on_validation_and_keeps_every_run(tmp_path):
+    result = sweep("deep_emotion", "synthetic", param="fc_l2", values=[0.0, 0.5], out=tmp_path, epochs=1,
+                   progress=False)
+    vals = {row["fc_l2"]: row["val_accuracy"] for row in result["rows"]}
+    assert result["best"] == max(vals, key=vals.get)
+    assert result["metrics"]["model_args"] == {"fc_l2": result["best"]}
+    assert [r["chosen"] for r in result["rows"]].count(True) == 1
+    for v in (0.0, 0.5):
+        assert (tmp_path / f"fc_l2={v}" / "best.pt").exists()
