@@ -150,7 +150,7 @@ def sweep(model: str, dataset: str, data_root=None, *, param: str, values, out="
 
     Every run is a full ``run_experiment`` in ``out/<param>=<value>``; the chosen run *is*
     the final model (nothing is retrained), and only its test figure should be reported.
-    Returns ``{"param", "rows" (value, val accuracy, best epoch), "best", "metrics" (of the chosen run)}``.
+    Returns ``{"param", "rows" (value, val accuracy, best epoch), "best", "metrics" and "out" (of the chosen run)}``.
     """
     model_args = dict(kw.pop("model_args", None) or {})
     runs = {v: run_experiment(model, dataset, data_root, out=Path(out) / f"{param}={v}",
@@ -158,4 +158,4 @@ def sweep(model: str, dataset: str, data_root=None, *, param: str, values, out="
     best = max(runs, key=lambda v: runs[v]["val"]["accuracy"])  # ties: the first value listed
     rows = [{param: v, "val_accuracy": r["val"]["accuracy"], "val_macro_f1": r["val"]["macro_f1"],
              "best_epoch": r["best_epoch"], "chosen": v == best} for v, r in runs.items()]
-    return {"param": param, "rows": rows, "best": best, "metrics": runs[best]}
+    return {"param": param, "rows": rows, "best": best, "metrics": runs[best], "out": str(Path(out) / f"{param}={best}")}

@@ -156,10 +156,11 @@ class Trainer:
             with self._autocast():
                 logits = self.net(x)
                 loss = self.loss(logits, y)
-                if callable(getattr(self.model, "penalty", None)):  # e.g. Deep-Emotion's L2 on its FC weights
-                    loss = loss + self.model.penalty()
+                # A model's own regulariser (Deep-Emotion's L2 on its FC weights) is optimised but not
+                # logged: train_loss stays comparable with val_loss.
+                total = loss + self.model.penalty() if callable(getattr(self.model, "penalty", None)) else loss
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             losses[b] = loss.detach()

@@ -116,3 +116,11 @@ def test_recipes_for_every_scale():
     for name in ("deep_emotion", "deepfer"):
         info = get_model_info(name)
         assert info.input_size == (1, 48, 48) and set(info.recipes) == {"smoke", "standard", "full"}
+
+
+def test_logged_train_loss_is_the_cross_entropy_without_the_penalty():
+    data = load_dataset("synthetic", split="val").subset(range(64))
+    model = create_model("deep_emotion", fc_l2=10.0)
+    assert model.penalty().item() > 50  # it would dominate the logged loss if it were included
+    history = Trainer(model, device="cpu", progress=False, batch_size=64).fit(data, epochs=1)
+    assert history[0]["train_loss"] < 5

@@ -37,5 +37,6 @@ def test_sweep_chooses_on_validation_and_keeps_every_run(tmp_path):
     assert result["best"] == max(vals, key=vals.get)
     assert result["metrics"]["model_args"] == {"fc_l2": result["best"]}
     assert [r["chosen"] for r in result["rows"]].count(True) == 1
+    assert result["out"] == str(tmp_path / f"fc_l2={result['best']}")
     for v in (0.0, 0.5):
         assert (tmp_path / f"fc_l2={v}" / "best.pt").exists()
