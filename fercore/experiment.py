@@ -110,6 +110,7 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
         "seconds": round(seconds, 2),
         "images_per_second": round(len(train) * len(history) / train_seconds, 1) if train_seconds else None,
         "n_train": len(train), "n_val": len(val), "n_test": len(test) if test is not None else 0,
+        "history": history,  # per-epoch curves, so metrics.json alone can redraw the training curve
         "recipe": recipe.to_dict(), "device": str(trainer.device),
         "data_root": str(data_root) if data_root is not None else None,
         "environment": {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
