@@ -21,6 +21,17 @@ class DatasetFormatError(ValueError):
     """A file, row or image does not match the dataset's format; the message names it."""
 
 
+def not_found_message(title: str, root, candidates, expected: str, how: str) -> str:
+    """The not-found message of a loader: where it looked (``candidates(root)``), what it expected, how to get it."""
+    how += "; `python -m fercore datasets --data-root <folder>` shows what fercore finds there."
+    if root is None:
+        return f"{title} needs root=<folder holding {expected}>. {how}"
+    root = Path(root).expanduser()
+    state = "" if root.exists() else " (that folder does not exist)"
+    looked = ", ".join(str(p) for p in candidates(root))
+    return f"{title} not found: looked in {looked}{state} for {expected}. {how}"
+
+
 @dataclass
 class DatasetInfo:
     name: str
@@ -97,4 +108,4 @@ def split_summary(name: str, root=None) -> list[dict]:
 # Import the dataset modules so that they register themselves.
 from . import ckplus, fer2013, ferg, jaffe, synthetic  # noqa: E402,F401
 
-__all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets", "split_summary"]
+__all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "not_found_message", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets", "split_summary"]

@@ -29,11 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..labels import CKPLUS_CODES, CKPLUS_FOLDERS, EMOTIONS, classes_for
-from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from . import DatasetFormatError, DatasetNotFoundError, not_found_message, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
 from .folds import SPLITS, fold_mask, fold_protocol
-from .jaffe import SIZE, crop_resize, read_gray  # the same decode-and-crop steps as JAFFE
+from .images import SIZE, crop_resize, read_gray
 
 # (left, top, right, bottom) as fractions: on 640x490 frames x 160..480, y 78..397, a
 # 320-pixel square around the centred face, forehead to chin, most of the background cut.
@@ -177,11 +177,4 @@ def _decode(base: Path, items, layout: str) -> dict[str, np.ndarray]:
 def _not_found_message(root) -> str:
     expected = ("cohn-kanade-images/<subject>/<sequence>/*.png with Emotion/<subject>/<sequence>/*_emotion.txt, "
                 f"or CK+48/<emotion>/*.png (emotion folders {', '.join(CKPLUS_FOLDERS)})")
-    how = (f"Request CK+ at {SOURCE} and place it there; "
-           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
-    if root is None:
-        return f"CK+ needs root=<folder holding {expected}>. {how}"
-    root = Path(root).expanduser()
-    state = "" if root.exists() else " (that folder does not exist)"
-    looked = ", ".join(str(p) for p in _candidates(root))
-    return f"CK+ not found: looked in {looked}{state} for {expected}. {how}"
+    return not_found_message("CK+", root, _candidates, expected, f"Request CK+ at {SOURCE} and place it there")

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..labels import EMOTIONS_7, FERG_EMOTIONS
-from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from . import DatasetFormatError, DatasetNotFoundError, not_found_message, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
 
@@ -167,11 +167,4 @@ def _decode(base: Path, files: list[str]) -> dict[str, np.ndarray]:
 
 def _not_found_message(root) -> str:
     expected = f"FERG_DB_256/<character>/<character>_<emotion>/*.png (emotions {', '.join(FERG_EMOTIONS)})"
-    how = (f"Request FERG-DB at {SOURCE} and unpack it there; "
-           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
-    if root is None:
-        return f"FERG needs root=<folder holding {expected}>. {how}"
-    root = Path(root).expanduser()
-    state = "" if root.exists() else " (that folder does not exist)"
-    looked = ", ".join(str(p) for p in _candidates(root))
-    return f"FERG not found: looked in {looked}{state} for {expected}. {how}"
+    return not_found_message("FERG", root, _candidates, expected, f"Request FERG-DB at {SOURCE} and unpack it there")

@@ -19,17 +19,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ..labels import EMOTIONS_7, JAFFE_CODES
-from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from . import DatasetFormatError, DatasetNotFoundError, not_found_message, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
 from .folds import SPLITS, fold_mask, fold_protocol
+from .images import SIZE, crop_resize, read_gray
 
-SIZE = 48
 # (left, top, right, bottom) as fractions of the image: 256x256 -> x 59..197, y 84..223, a
 # 138-pixel square from just above the brows to below the chin (hair and ears mostly cut).
 CROP = (0.23, 0.33, 0.77, 0.87)
@@ -103,37 +102,6 @@ def _read_all(files: list[Path]) -> dict[str, np.ndarray]:
     }
 
 
-def read_gray(path: Path, expected: str) -> np.ndarray:
-    """Decode ``path`` to a 2-D uint8 grey image (from grey, BGR or BGRA); a bad file is named."""
-    data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: non-ASCII paths work on Windows too
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise DatasetFormatError(f"{path}: cannot decode this image file (expected {expected})")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if image.dtype != np.uint8 or channels not in (1, 3, 4):
-        raise DatasetFormatError(f"{path}: {channels}-channel {image.dtype} image; expected {expected}")
-    if channels > 1:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
-    return image.reshape(image.shape[:2])
-
-
-def crop_resize(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """Cut the fixed ``box`` (left, top, right, bottom fractions) out of ``image``, resize to 48x48."""
-    height, width = image.shape
-    left, top, right, bottom = box
-    face = image[round(top * height):round(bottom * height), round(left * width):round(right * width)]
-    return cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-
-
 def _not_found_message(root) -> str:
-    expected = f"the 213 JAFFE TIFFs named like KA.AN1.39.tiff ({PATTERN})"
-    how = (f"Get JAFFE from {SOURCE} and unpack jaffedbase/ there; "
-           "`python -m fercore datasets --data-root <folder>` shows what fercore finds there.")
-    if root is None:
-        return f"JAFFE needs root=<folder holding {expected}>. {how}"
-    root = Path(root).expanduser()
-    state = "" if root.exists() else " (that folder does not exist)"
-    looked = ", ".join(str(p) for p in _candidates(root))
-    return f"JAFFE not found: looked in {looked}{state} for {expected}. {how}"
+    return not_found_message("JAFFE", root, _candidates, f"the 213 JAFFE TIFFs named like KA.AN1.39.tiff ({PATTERN})",
+                             f"Get JAFFE from {SOURCE} and unpack jaffedbase/ there")
