@@ -115,7 +115,7 @@ _AUG = dict(crop_padding=4, hflip=True, rotate=10.0)
 
 
 @register_model(recipes={
-    "smoke": Recipe(epochs=8, batch_size=32, lr=1e-3, train_subset=3500, val_subset=700, augment=_AUG),
+    "smoke": Recipe(epochs=6, batch_size=32, lr=1e-3, train_subset=3500, val_subset=700, augment=_AUG),
     "standard": Recipe(epochs=50, batch_size=64, lr=1e-3, scheduler="cosine", patience=12, augment=_AUG),
     "full": Recipe(epochs=500, batch_size=128, lr=5e-3, scheduler="plateau", patience=60, augment=_AUG),
 })
