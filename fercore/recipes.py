@@ -22,6 +22,7 @@ class Recipe:
     train_subset: int | None = None  # first N training images (after a seeded shuffle)
     val_subset: int | None = None
     augment: dict = field(default_factory=dict)  # kwargs for fercore.data.augment.build_augment
+    monitor: str = "val_accuracy"    # validation metric that picks best.pt and drives early stopping
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -116,6 +116,7 @@ class Trainer:
             kw["augment"] = build_augment(**recipe.augment)
         kw.setdefault("batch_size", recipe.batch_size)
         kw.setdefault("patience", recipe.patience)
+        kw.setdefault("monitor", recipe.monitor)
         kw["config"] = {"recipe": recipe.to_dict(), **(kw.get("config") or {})}
         trainer = cls(model, optimizer=build_optimizer(model, recipe), **kw)
         trainer.scheduler = build_scheduler(trainer.optimizer, recipe, trainer.mode)

@@ -73,6 +73,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return model
 
 
-from . import deep_emotion, simple_cnn  # noqa: E402,F401
+from . import deep_emotion, simple_cnn, vgg  # noqa: E402,F401
 
 __all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info"]
