@@ -41,3 +41,10 @@ CKPLUS_FOLDERS = {"anger": 0, "disgust": 1, "fear": 2, "happy": 3, "sadness": 4,
 
 # FERG-DB: the suffix of ``<character>_<emotion>`` folders.
 FERG_EMOTIONS = {"anger": 0, "disgust": 1, "fear": 2, "joy": 3, "sadness": 4, "surprise": 5, "neutral": 6}
+
+# FERPlus: the vote columns of ``fer2013new.csv`` in file order; the first 8 are emotions,
+# mapped into the canonical order by FERPLUS_TO_CANONICAL ("unknown" and "NF" = not a face
+# are not classes).
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                   "unknown", "NF")
+FERPLUS_TO_CANONICAL = {0: 6, 1: 3, 2: 5, 3: 4, 4: 0, 5: 1, 6: 2, 7: 7}

@@ -1,0 +1,213 @@
+"""FERPlus (Barsoum et al., 2016, arXiv:1608.01041): FER2013's images relabelled by 10 taggers.
+
+Microsoft's ``fer2013new.csv``
+(``Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF``)
+has one row per row of ``fer2013.csv``, in the same order; a row with an empty ``Image name``
+is an image FERPlus dropped. This loader joins the two files row by row, so it needs FER2013
+as a CSV (``fer2013.csv``, ``.csv.gz`` or ``icml_face_data.csv``): the image-folder copy has
+lost the row order and cannot be joined.
+
+Label modes (``label_mode``), all computed after Barsoum's outlier removal: a class with a
+single vote gets 0 votes. ``votes`` below means these cleaned counts over all 10 columns.
+
+- ``"majority"``: keep an image only if its top column has more than half of its votes and
+  that column is an emotion (not ``unknown``/``NF``); target = that class index, ``(N,)`` long.
+- ``"probability"`` and ``"crossentropy"``: drop images whose top column is ``unknown`` or
+  ``NF`` (a tie between an emotion and unknown/NF counts for the emotion), discard the
+  unknown/NF votes and give the normalised emotion votes, ``(N, K)`` float summing to 1. Both
+  modes return the same targets; they differ in the loss, per Barsoum: *probability* samples
+  one hard label from the distribution each time an image is seen, *crossentropy* uses the
+  distribution itself as a soft target (cross-entropy against it).
+- ``"multi_target"``: same images as the soft modes; target = ``(N, K)`` float multi-hot of the
+  emotions that hold the maximum vote count (a tie gives several 1s). Train with a loss that
+  accepts any of the marked classes.
+
+``classes=8`` (default) uses fercore's canonical order (angry, disgust, fear, happy, sad,
+surprise, neutral, contempt); ``classes=7`` drops contempt: majority drops contempt-labelled
+images, the soft modes drop the contempt column and renormalise (an image left with no votes
+is dropped), multi_target marks the maximum among the 7 remaining emotions (an image left
+with no emotion votes is dropped).
+
+``min_top_probability=p`` keeps only images whose top emotion holds more than ``p`` of the
+(cleaned, emotion-only) vote distribution, e.g. 0.5 for the subset the Ohlsen report trained on.
+
+``meta``: ``usage``, ``index`` (0-based row in fer2013.csv), ``fer2013_label`` (the original
+FER2013 label, canonical index), ``votes`` (``(N, 10)`` raw counts in file column order,
+unknown and NF included) and ``image_name``.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_CANONICAL, classes_for
+from . import DatasetFormatError, DatasetNotFoundError, register_dataset
+from . import fer2013
+from .base import FERDataset
+from .download import download as _download
+
+LABEL_FILE = "fer2013new.csv"
+LABEL_DIRS = ("", "ferplus", "FERPlus", "fer2013")
+FERPLUS_URL = "https://raw.githubusercontent.com/microsoft/FERPlus/master/fer2013new.csv"
+# No checksum is pinned: the file's published hash is not recorded here. download() checks one
+# when this is set.
+FERPLUS_SHA256: str | None = None
+HEADER = ("Usage", "Image name") + FERPLUS_COLUMNS
+LABEL_MODES = ("majority", "probability", "crossentropy", "multi_target")
+PROTOCOL = "train on Training, select on PublicTest (val), report PrivateTest (test) once"
+SOURCE = (f"FER2013 as fer2013.csv ({fer2013.KAGGLE_CHALLENGE}) plus Microsoft's {LABEL_FILE} "
+          f"({FERPLUS_URL})")
+# Column k of the canonical 8 classes takes FERPlus column ORDER[k].
+ORDER = np.array([j for c in range(8) for j, cc in FERPLUS_TO_CANONICAL.items() if cc == c])
+
+
+def _label_candidates(root: Path) -> list[Path]:
+    return [(root / d / LABEL_FILE) if d else root / LABEL_FILE for d in LABEL_DIRS]
+
+
+def locate_label_file(root) -> Path | None:
+    """Where ``fer2013new.csv`` is: ``root``, ``root/ferplus``, ``root/FERPlus`` or ``root/fer2013``."""
+    if root is None:
+        return None
+    return next((p for p in _label_candidates(Path(root).expanduser()) if p.is_file()), None)
+
+
+def locate_ferplus(root) -> Path | None:
+    """The label file, when FER2013 is there as a CSV beside it; else None."""
+    labels = locate_label_file(root)
+    source = fer2013.locate_fer2013(root)
+    return labels if labels is not None and source is not None and source.is_file() else None
+
+
+def read_label_file(path: Path) -> dict[str, np.ndarray]:
+    """``usage``, ``image_name`` and raw ``votes`` (N, 10) of a ``fer2013new.csv``; bad rows are named."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = tuple(h.strip() for h in next(reader, []))
+        if header != HEADER:
+            raise DatasetFormatError(f"{path}: header {','.join(header)!r}; expected {','.join(HEADER)}")
+        usages, names, votes = [], [], []
+        for row in reader:
+            if not row or row == [""]:
+                continue
+            where = f"{path}, row {len(usages) + 1} (line {reader.line_num})"
+            if len(row) != len(HEADER):
+                raise DatasetFormatError(f"{where}: {len(row)} fields, expected {len(HEADER)} ({','.join(HEADER)})")
+            usage = row[0].strip()
+            if usage not in fer2013.USAGES.values():
+                raise DatasetFormatError(f"{where}: Usage {usage!r} is not one of {', '.join(fer2013.USAGES.values())}")
+            counts = [c.strip() for c in row[2:]]
+            if not all(c.isdigit() for c in counts):
+                raise DatasetFormatError(f"{where}: vote counts {counts} must be whole numbers >= 0")
+            usages.append(usage)
+            names.append(row[1].strip())
+            votes.append([int(c) for c in counts])
+    return {"usage": np.array(usages, dtype=str), "image_name": np.array(names, dtype=str),
+            "votes": np.array(votes, np.int64).reshape(-1, len(FERPLUS_COLUMNS))}
+
+
+def _check_join(labels: dict, pixels: dict, label_path: Path, csv_path: Path) -> None:
+    n_l, n_p = len(labels["usage"]), len(pixels["usage"])
+    if n_l != n_p:
+        raise DatasetFormatError(
+            f"{label_path} has {n_l} rows but {csv_path} has {n_p}; FERPlus rows must match fer2013.csv "
+            f"row for row (first row without a partner: {min(n_l, n_p) + 1}). Use the original fer2013.csv.")
+    bad = np.flatnonzero(labels["usage"] != pixels["usage"])
+    if len(bad):
+        k = bad[0]
+        raise DatasetFormatError(
+            f"{label_path} and {csv_path} disagree at row {k + 1}: Usage {labels['usage'][k]!r} vs "
+            f"{pixels['usage'][k]!r} ({len(bad)} rows disagree); the files must be in the same row order.")
+
+
+def ferplus_targets(votes: np.ndarray, label_mode: str = "majority", classes: int = 8,
+                    min_top_probability: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, targets)`` from raw ``votes`` (N, 10) in file column order; see the module doc."""
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"unknown label_mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
+    classes_for(classes)  # validates 7 or 8
+    v = np.asarray(votes, np.float64).copy()
+    v[v <= 1] = 0  # Barsoum: a single vote is an outlier
+    total = v.sum(1)
+    emotions = v[:, ORDER]  # canonical 8-class order
+    top_is_emotion = v.argmax(1) < 8  # argmax picks the first column, so ties favour an emotion
+    keep = (total > 0) & top_is_emotion
+    if label_mode == "majority":
+        top = emotions.argmax(1)
+        keep &= emotions.max(1) > 0.5 * total
+        if classes == 7:
+            keep &= top != 7
+        targets = top.astype(np.int64)
+    else:
+        emotions = emotions[:, :classes]
+        sums = emotions.sum(1)
+        keep &= sums > 0
+        if label_mode == "multi_target":
+            targets = (emotions == emotions.max(1, keepdims=True)) & (emotions > 0)
+            targets = targets.astype(np.float32)
+        else:
+            targets = (emotions / np.where(sums > 0, sums, 1)[:, None]).astype(np.float32)
+    if min_top_probability is not None:
+        dist = v[:, ORDER][:, :classes]
+        s = dist.sum(1)
+        share = dist.max(1) / np.where(s > 0, s, 1)
+        keep &= share > float(min_top_probability)
+    return keep, targets
+
+
+@register_dataset("ferplus", splits=tuple(fer2013.USAGES), locate=locate_ferplus, source=SOURCE)
+def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int = 8,
+                 min_top_probability: float | None = None, download: bool = False, cache_dir=None) -> FERDataset:
+    """Load ``split`` of FERPlus (``train``/``val``/``test`` = Training/PublicTest/PrivateTest).
+
+    ``download=True`` fetches ``fer2013new.csv`` from ``FERPLUS_URL`` into ``root`` when it is
+    absent (no checksum is pinned: ``FERPLUS_SHA256`` is None, so the file is not verified).
+    FER2013's pixels are never downloaded. See the module doc for the label modes.
+    """
+    if split not in fer2013.USAGES:
+        raise ValueError(f"unknown split {split!r} for ferplus; valid splits: {', '.join(fer2013.USAGES)}")
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"unknown label_mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
+    classes_for(classes)
+    if root is None:
+        raise DatasetNotFoundError(f"FERPlus needs root=<folder holding fer2013.csv and {LABEL_FILE}>. {SOURCE}.")
+    root = Path(root).expanduser()
+    source = fer2013.locate_fer2013(root)
+    if source is None:
+        raise DatasetNotFoundError(fer2013._not_found_message(root) + f" FERPlus needs fer2013.csv beside {LABEL_FILE}.")
+    if not source.is_file():
+        raise DatasetNotFoundError(
+            f"FERPlus: found only FER2013's image folders at {source}; they have no row order, so "
+            f"{LABEL_FILE} cannot be joined to them. Place fer2013.csv (or icml_face_data.csv) from "
+            f"{fer2013.KAGGLE_CHALLENGE} in {root}.")
+    label_path = locate_label_file(root)
+    if label_path is None:
+        if not download:
+            looked = ", ".join(str(p) for p in _label_candidates(root))
+            raise DatasetNotFoundError(
+                f"FERPlus label file not found: looked for {looked}. Download {FERPLUS_URL} and place it "
+                f"in {root}, or pass download=True to fetch it there.")
+        label_path = _download(FERPLUS_URL, root / LABEL_FILE, FERPLUS_SHA256)
+    labels = read_label_file(label_path)
+    pixels = fer2013._load_all(source, cache_dir)
+    _check_join(labels, pixels, label_path, source)
+    keep, targets = ferplus_targets(labels["votes"], label_mode, classes, min_top_probability)
+    keep &= labels["image_name"] != ""
+    keep &= labels["usage"] == fer2013.USAGES[split]
+    index = np.flatnonzero(keep)
+    if len(index) == 0:
+        raise ValueError(f"split {split!r} of FERPlus has no images with label_mode={label_mode!r}, "
+                         f"classes={classes}, min_top_probability={min_top_probability} ({label_path})")
+    target = torch.from_numpy(targets[index])
+    return FERDataset(
+        torch.from_numpy(pixels["images"][index]).unsqueeze(1),
+        target.long() if target.ndim == 1 else target.float(),
+        EMOTIONS[:classes],
+        {"usage": labels["usage"][index], "index": index, "fer2013_label": pixels["targets"][index],
+         "votes": labels["votes"][index], "image_name": labels["image_name"][index]},
+        name="ferplus", split=split, protocol=PROTOCOL,
+    )
