@@ -1,4 +1,4 @@
-"""``python -m fercore``: train, crossval, evaluate, datasets, notebooks. Every command prints JSON.
+"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks. Every command prints JSON.
 
 Errors the user can fix (missing data, bad files, unknown names) print one clear line to
 stderr and exit with status 2, without a traceback.
@@ -16,6 +16,7 @@ EXAMPLES = {
              "  python -m fercore train --model simple_cnn --dataset fer2013 --data-root ~/data --scale standard --out runs/cnn",
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
+    "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
                  "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs",
@@ -83,6 +84,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .predict import annotate, predict_image
+    from .train import Trainer, load_model
+
+    model = load_model(args.checkpoint, device="cpu")
+    ckpt_classes = torch_classes(args.checkpoint)
+    trainer = Trainer(model, device=args.device, progress=False)
+    results = []
+    for path in args.images:
+        result = predict_image(trainer, path, ckpt_classes, method=args.detector)
+        if args.out:
+            result["annotated"] = str(annotate(path, result, args.out))
+        results.append(result)
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            faces = ", ".join(f'{f["label"]} ({f["probabilities"][f["label"]]:.0%}) at {f["box"]}' for f in r["faces"])
+            print(f'{r["image"]}: {faces or r["message"]}')
+    return 0
+
+
+def torch_classes(checkpoint) -> list[str]:
+    """The class names a checkpoint was trained with (stored by the Trainer)."""
+    import torch
+
+    from .labels import classes_for
+
+    config = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config") or {}
+    return list(config.get("classes") or classes_for(config.get("default_cfg", {}).get("num_classes", 7)))
+
+
 def cmd_datasets(args) -> int:
     from .data import find_datasets
 
@@ -147,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=("none", "flip", "ten_crop"))
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities).")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG or TIFF photos")
+    p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
+    p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png); the inputs are never changed")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    p.add_argument("--detector", default="auto", choices=("auto", "hog", "haar", "whole"),
+                   help="auto: dlib HOG, then OpenCV Haar; whole: the image is one pre-cropped face")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
 
     p = add("datasets", "List every dataset fercore knows, whether it was found under --data-root, and where.")
     p.add_argument("--data-root", default=default_data_root())

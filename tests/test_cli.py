@@ -94,7 +94,7 @@ def test_unknown_model_lists_the_choices(capsys):
     assert "simple_cnn" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "datasets", "notebooks"])
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "predict", "datasets", "notebooks"])
 def test_help_has_an_example(command):
     result = subprocess.run([sys.executable, "-m", "fercore", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "example:" in result.stdout and "python -m fercore " + command in result.stdout

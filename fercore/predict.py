@@ -1,0 +1,52 @@
+"""Predict expressions in photos: read -> detect -> landmarks -> align -> model (``python -m fercore predict``).
+
+``predict_image`` returns, for every face found, its box, the predicted label and all class
+probabilities. A photo without a face is a result with an empty ``faces`` list and a
+``message``, not an error; a missing or unreadable file raises an error that names it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .faces import faces_in, read_image
+from .train import Trainer
+
+
+def predict_image(trainer: Trainer, path, classes, method: str = "auto") -> dict:
+    """Faces in the image at ``path`` with their boxes, labels and probabilities."""
+    image = read_image(path)
+    found = faces_in(image, method=method, size=trainer.input_hw[0] if trainer.input_hw else 48)
+    result = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": []}
+    if not found:
+        result["message"] = f"no face found in {path}"
+        return result
+    faces = torch.from_numpy(np.stack([f["face"] for f in found]))[:, None]  # (N, 1, s, s) uint8
+    probs = trainer.predict_proba(faces)
+    for f, p in zip(found, probs):
+        b = f["box"]
+        result["faces"].append({"box": [b.left, b.top, b.right, b.bottom], "detector": b.method,
+                                "label": classes[int(p.argmax())],
+                                "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}})
+    return result
+
+
+def annotate(path, result: dict, out_dir) -> Path:
+    """Write a copy of the image with each face's box and label; never overwrites the input."""
+    image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
+    thick = max(1, round(max(image.shape[:2]) / 400))
+    for face in result["faces"]:
+        left, top, right, bottom = face["box"]
+        text = f'{face["label"]} {face["probabilities"][face["label"]]:.0%}'
+        cv2.rectangle(image, (left, top), (right, bottom), (0, 200, 0), thick)
+        cv2.putText(image, text, (left, max(top - 4 * thick, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 200, 0), thick)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{Path(path).stem}_pred.png"
+    if target.resolve() == Path(path).resolve():
+        raise ValueError(f"refusing to overwrite the input image {path}")
+    cv2.imwrite(str(target), image)
+    return target

@@ -1,0 +1,74 @@
+"""``python -m fercore predict``: faces, boxes, labels and probabilities per image; clear messages."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fercore.cli import main
+from fercore.data.synthetic import FaceParams, render_face
+from fercore.labels import EMOTIONS_7
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    face, _ = render_face(FaceParams(character=1), size=200, rgb=True)
+    one = np.full((480, 640, 3), 200, np.uint8)
+    one[140:340, 220:420] = face
+    cv2.imwrite(str(folder / "one.jpg"), cv2.cvtColor(one, cv2.COLOR_RGB2BGR))
+    two = np.full((300, 600, 3), 200, np.uint8)
+    two[50:250, 50:250], two[50:250, 350:550] = face, face
+    cv2.imwrite(str(folder / "two.png"), cv2.cvtColor(two, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "blank.png"), np.full((240, 320), 128, np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def predict(capsys, *argv):
+    code = main(["predict", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_every_face_gets_a_box_label_and_probabilities(checkpoint, photos, capsys):
+    code, out, _ = predict(capsys, str(photos / "one.jpg"), str(photos / "two.png"), "--checkpoint", str(checkpoint), "--json")
+    one, two = json.loads(out)
+    assert code == 0 and len(one["faces"]) == 1 and len(two["faces"]) == 2
+    left, top, right, bottom = one["faces"][0]["box"]
+    assert 200 <= left < 320 and right <= 440 and 120 <= top and bottom <= 360  # around the drawn face
+    for face in one["faces"] + two["faces"]:
+        assert set(face["probabilities"]) == set(EMOTIONS_7)
+        assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+        assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    # The same face drawn twice gets the same prediction.
+    assert two["faces"][0]["probabilities"] == pytest.approx(two["faces"][1]["probabilities"], abs=0.02)
+
+
+def test_no_face_is_a_message_not_a_crash(checkpoint, photos, capsys):
+    code, out, _ = predict(capsys, str(photos / "blank.png"), "--checkpoint", str(checkpoint))
+    assert code == 0 and f"no face found in {photos / 'blank.png'}" in out
+
+
+def test_annotated_copies_leave_the_inputs_alone(checkpoint, photos, tmp_path, capsys):
+    before = (photos / "one.jpg").read_bytes()
+    code, out, _ = predict(capsys, str(photos / "one.jpg"), "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--json")
+    annotated = json.loads(out)[0]["annotated"]
+    assert code == 0 and annotated == str(tmp_path / "one_pred.png")
+    image = cv2.imread(annotated)
+    assert image.shape == (480, 640, 3) and (photos / "one.jpg").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["missing.jpg", "broken.jpg"])
+def test_missing_or_unreadable_file_is_named(checkpoint, photos, capsys, name):
+    code, _, err = predict(capsys, str(photos / name), "--checkpoint", str(checkpoint))
+    assert code == 2 and name in err and err.startswith("error:")
