@@ -1,0 +1,67 @@
+"""Milliseconds per image for ``fercore predict`` on a 640x480 photo with one face; prints JSON.
+
+Stages: detection (dlib HOG), 68 landmarks, eye alignment, the model on the aligned face.
+The photo is a synthetic face on a plain background (no download needed); the model's
+weights do not change its speed, so an untrained model is used unless --checkpoint is given.
+Target (issue 4): 50 ms or less on a 2-core CPU.
+
+    python benchmarks/predict_latency.py --model vgg_fer
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from fercore.data.synthetic import FaceParams, render_face
+from fercore.faces import align_face, detect_faces, predict_landmarks
+from fercore.models import create_model
+from fercore.train import Trainer, load_model
+
+
+def photo() -> np.ndarray:
+    face, _ = render_face(FaceParams(character=2), size=200, rgb=True)
+    image = np.full((480, 640, 3), 190, np.uint8)
+    image[140:340, 220:420] = face
+    return image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg_fer")
+    parser.add_argument("--checkpoint", help="a best.pt to time instead of an untrained --model")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.checkpoint) if args.checkpoint else create_model(args.model).eval()
+    trainer = Trainer(model, device="cpu", progress=False)
+    image, size = photo(), trainer.input_hw[0]
+    stages = {"detect": [], "landmarks": [], "align": [], "model": [], "total": []}
+    for i in range(args.repeats + 3):  # the first runs load dlib's models and warm up torch
+        t0 = time.perf_counter()
+        boxes = detect_faces(image)
+        t1 = time.perf_counter()
+        points = predict_landmarks(image, boxes[0])
+        t2 = time.perf_counter()
+        face = align_face(image, points, size)
+        t3 = time.perf_counter()
+        trainer.predict_proba(torch.from_numpy(face)[None, None])
+        t4 = time.perf_counter()
+        if i >= 3:
+            for key, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                stages[key].append(1000 * seconds)
+    result = {"model": args.checkpoint or args.model, "image": "640x480, one face", "faces_found": len(boxes),
+              "repeats": args.repeats, "threads": torch.get_num_threads(),
+              **{f"{k}_ms": round(statistics.median(v), 2) for k, v in stages.items()},
+              "target_ms": 50}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
