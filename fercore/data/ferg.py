@@ -29,8 +29,8 @@ from ..labels import EMOTIONS_7, FERG_EMOTIONS
 from . import DatasetFormatError, DatasetNotFoundError, not_found_message, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
+from .images import SIZE, read_gray
 
-SIZE = 48
 SPLITS = ("train", "val", "test", "all")
 SPLIT_MODES = ("random", "character")
 VAL_FRACTION = TEST_FRACTION = 0.1
@@ -139,19 +139,7 @@ def _emotion_of(folder: Path) -> int:
 
 def _read_on_white(path: Path) -> np.ndarray:
     """The image as 48x48 grey, with any transparency composited onto white."""
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise DatasetFormatError(f"{path}: cannot decode this image file (expected a 256x256 RGBA or RGB PNG)")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels not in (1, 3, 4):
-        raise DatasetFormatError(f"{path}: {channels} channels; expected an RGBA, RGB or grey PNG")
-    grey = image if channels == 1 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    if channels == 4:
-        alpha = image[..., 3].astype(np.float32) / 255
-        grey = np.rint(grey * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    grey = read_gray(path, "a 256x256 RGBA or RGB PNG", on_white=True)
     return cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
 
 

@@ -11,8 +11,11 @@ from . import DatasetFormatError
 SIZE = 48
 
 
-def read_gray(path: Path, expected: str) -> np.ndarray:
-    """Decode ``path`` to a 2-D uint8 grey image (from grey, BGR or BGRA); a bad file is named."""
+def read_gray(path: Path, expected: str, on_white: bool = False) -> np.ndarray:
+    """Decode ``path`` to a 2-D uint8 grey image (from grey, BGR or BGRA); a bad file is named.
+
+    ``on_white`` composites transparent pixels onto white (FERG's cartoons) instead of dropping alpha.
+    """
     data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: non-ASCII paths work on Windows too
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -22,9 +25,11 @@ def read_gray(path: Path, expected: str) -> np.ndarray:
     channels = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype != np.uint8 or channels not in (1, 3, 4):
         raise DatasetFormatError(f"{path}: {channels}-channel {image.dtype} image; expected {expected}")
-    if channels > 1:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
-    return image.reshape(image.shape[:2])
+    grey = image if channels == 1 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
+    if channels == 4 and on_white:
+        alpha = image[..., 3].astype(np.float32) / 255
+        grey = np.rint(grey * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return grey.reshape(grey.shape[:2])
 
 
 def crop_resize(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
