@@ -160,3 +160,32 @@ def sweep(model: str, dataset: str, data_root=None, *, param: str, values, out="
     rows = [{param: v, "val_accuracy": r["val"]["accuracy"], "val_macro_f1": r["val"]["macro_f1"],
              "best_epoch": r["best_epoch"], "chosen": v == best} for v, r in runs.items()]
     return {"param": param, "rows": rows, "best": best, "metrics": runs[best], "out": str(Path(out) / f"{param}={best}")}
+
+
+def paper_table(paper: dict, runs) -> list[dict]:
+    """The closing table of a notebook: the paper's figure beside ours, with command and scale.
+
+    ``paper``: ``{(model, dataset): accuracy %}``; ``runs``: ``(metrics, source)`` pairs, each a
+    ``metrics.json`` (test accuracy when the run had a test split, else val) or a ``cv.json``
+    (mean test accuracy over folds). A paper figure with no run gets a "not run" row and the
+    command that would produce it.
+    """
+    rows = []
+    for m, source in runs:
+        if "test_accuracy_mean" in m:
+            acc, split, epochs = m["test_accuracy_mean"], f'test, mean of {m["folds"]} folds', "—"
+        else:
+            split = "test" if m.get("test") else "val"
+            acc, epochs = m[split]["accuracy"], f'{m["epochs_run"]} ({m["best_epoch"]})'
+        rows.append({"model": m["model"], "dataset": m["dataset"], "paper %": paper.get((m["model"], m["dataset"]), "—"),
+                     "ours %": round(100 * acc, 1), "split": split, "scale": m.get("scale", "—"),
+                     "epochs (best)": epochs, "source": source, "command": m["command"]})
+    done = {(r["model"], r["dataset"]) for r in rows}
+    for (model, dataset), figure in paper.items():
+        if (model, dataset) not in done:
+            verb = "crossval" if dataset in ("ckplus", "jaffe") else "train"  # subject-independent folds
+            rows.append({"model": model, "dataset": dataset, "paper %": figure, "ours %": "not run", "split": "—",
+                         "scale": "—", "epochs (best)": "—", "source": "—",
+                         "command": f"python -m fercore {verb} --model {model} --dataset {dataset} --data-root DATA "
+                                    f"--scale standard --out runs/{model}_{dataset}"})
+    return rows

@@ -40,3 +40,21 @@ def test_sweep_chooses_on_validation_and_keeps_every_run(tmp_path):
     assert result["out"] == str(tmp_path / f"fc_l2={result['best']}")
     for v in (0.0, 0.5):
         assert (tmp_path / f"fc_l2={v}" / "best.pt").exists()
+
+
+def test_paper_table_reports_test_else_val_folds_and_not_run():
+    from fercore.experiment import paper_table
+    with_test = {"model": "m", "dataset": "synthetic", "val": {"accuracy": 0.5}, "test": {"accuracy": 0.625},
+                 "epochs_run": 6, "best_epoch": 4, "scale": "smoke", "command": "cmd-a"}
+    val_only = {"model": "m", "dataset": "fer2013", "val": {"accuracy": 0.58}, "test": None,
+                "epochs_run": 50, "best_epoch": 45, "scale": "standard", "command": "cmd-b"}
+    folds = {"model": "m", "dataset": "ckplus", "test_accuracy_mean": 0.9, "folds": 10, "command": "cmd-c"}
+    paper = {("m", "fer2013"): 70.0, ("m", "ckplus"): 98.0, ("m", "jaffe"): 92.8}
+    rows = paper_table(paper, [(with_test, "nb"), (val_only, "ref"), (folds, "cv")])
+    by = {r["dataset"]: r for r in rows}
+    assert by["synthetic"]["ours %"] == 62.5 and by["synthetic"]["split"] == "test" and by["synthetic"]["paper %"] == "—"
+    assert by["fer2013"]["ours %"] == 58.0 and by["fer2013"]["split"] == "val" and by["fer2013"]["paper %"] == 70.0
+    assert by["fer2013"]["epochs (best)"] == "50 (45)"
+    assert by["ckplus"]["ours %"] == 90.0 and "mean of 10 folds" in by["ckplus"]["split"]
+    assert by["jaffe"]["ours %"] == "not run" and by["jaffe"]["command"].startswith("python -m fercore crossval --model m --dataset jaffe")
+    assert len(rows) == 4
