@@ -48,3 +48,71 @@ def test_recipe_selects_and_stops_on_validation_loss(tmp_path):
     history = trainer.fit(data.subset(range(64)), data.subset(range(64, 128)), epochs=2)
     best = min(history, key=lambda r: r["val_loss"])
     assert trainer.best_epoch == best["epoch"]
+
+
+# ---------------------------------------------------------------- vgg13_ferplus (Barsoum et al. 2016)
+
+def test_vgg13_ferplus_layers_follow_the_reference():
+    # microsoft/FERPlus src/models.py, VGG13: conv 64,64 | pool | drop .25 | conv 128,128 | pool | drop .25 |
+    # conv 256x3 | pool | drop .25 | conv 256x3 | pool | drop .25 | FC 1024 | drop .5 | FC 1024 | drop .5 | FC 8
+    model = create_model("vgg13_ferplus")
+    kinds = {nn.Conv2d: "conv", nn.ReLU: "relu", nn.MaxPool2d: "pool", nn.Dropout: "drop"}
+    seq = [kinds[type(m)] + (f"{m.out_channels}" if isinstance(m, nn.Conv2d) else f"{m.p}" if isinstance(m, nn.Dropout) else "")
+           for m in model.features]
+    block = lambda w, n: [f"conv{w}", "relu"] * n + ["pool", "drop0.25"]  # noqa: E731
+    assert seq == block(64, 2) + block(128, 2) + block(256, 3) + block(256, 3)
+    assert all(m.kernel_size == (3, 3) and m.padding == (1, 1) for m in model.features if isinstance(m, nn.Conv2d))
+    head = [type(m).__name__ + (f"({m.in_features},{m.out_features})" if isinstance(m, nn.Linear) else
+                                f"({m.p})" if isinstance(m, nn.Dropout) else "") for m in model.classifier]
+    assert head == ["Flatten", "Linear(4096,1024)", "ReLU", "Dropout(0.5)", "Linear(1024,1024)", "ReLU", "Dropout(0.5)",
+                    "Linear(1024,8)"]
+    assert get_model_info("vgg13_ferplus").num_classes == 8 and model.default_cfg["num_classes"] == 8
+
+
+def test_vgg13_ferplus_parameter_count():
+    pairs = [(1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256)]
+    convs = sum(conv(a, b) for a, b in pairs)  # 640 + 36,928 + 73,856 + 147,584 + 295,168 + 5 * 590,080
+    assert convs == 3_504_576
+    # 64x64 -> 4x4 after four pools: 256 * 4 * 4 = 4096 features.
+    fcs = (4096 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 8 + 8)  # 4,195,328 + 1,049,600 + 8,200
+    assert sum(p.numel() for p in create_model("vgg13_ferplus", num_classes=8).parameters()) == convs + fcs == 8_757_704
+    assert sum(p.numel() for p in create_model("vgg13_ferplus", num_classes=7).parameters()) == 8_757_704 - 1025
+
+
+def test_vgg13_ferplus_takes_48_and_64_pixel_faces_and_7_or_8_classes():
+    torch.manual_seed(0)
+    for classes in (7, 8):
+        model = create_model("vgg13_ferplus", num_classes=classes).eval()
+        with torch.no_grad():
+            for side in (48, 64):
+                assert model(torch.randn(2, 1, side, side)).shape == (2, classes)
+    # A 48x48 face is the same as that face resized (bilinear) to 64x64 beforehand.
+    x = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        up = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+        assert torch.allclose(model(x), model(up), atol=1e-6)
+
+
+def test_vgg13_ferplus_dropout_obeys_eval():
+    model = create_model("vgg13_ferplus", num_classes=7)
+    x = torch.randn(3, 1, 48, 48)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        assert not torch.allclose(model(x), model(x))
+
+
+def test_vgg13_ferplus_recipes_and_a_tiny_fit(tmp_path):
+    recipes = get_model_info("vgg13_ferplus").recipes
+    assert recipes["smoke"].train_subset <= 1000 and recipes["smoke"].epochs <= 4
+    for r in recipes.values():
+        assert (r.optimizer, r.momentum, r.batch_size, r.monitor) == ("sgd", 0.9, 32, "val_accuracy")
+    data = load_dataset("synthetic", split="val")  # 48x48, 7 classes: the model resizes and follows the dataset
+    torch.manual_seed(0)
+    model = create_model("vgg13_ferplus", num_classes=data.num_classes)
+    trainer = Trainer.from_recipe(model, recipes["smoke"].with_overrides(batch_size=4), device="cpu",
+                                  progress=False, out_dir=tmp_path)
+    history = trainer.fit(data.subset(range(8)), data.subset(range(8, 12)), epochs=1)
+    assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"]))
+    assert (tmp_path / "best.pt").exists()
