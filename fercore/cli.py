@@ -1,4 +1,4 @@
-"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks. Every command prints JSON.
+"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks. Every command prints JSON.
 
 Errors the user can fix (missing data, bad files, unknown names) print one clear line to
 stderr and exit with status 2, without a traceback.
@@ -20,6 +20,8 @@ EXAMPLES = {
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
                  "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs",
+    "landmarks": "example:\n  python -m fercore landmarks --dataset fer2013 --data-root ~/data --split train\n"
+                 "  python -m fercore landmarks --dataset synthetic --split val --box detect --json",
 }
 
 
@@ -63,7 +65,8 @@ def _key_values(pairs, flag: str) -> dict:
 def _run_kwargs(args) -> dict:
     return dict(scale=args.scale, epochs=args.epochs, batch_size=args.batch_size, device=args.device, seed=args.seed,
                 out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                model_args=_key_values(args.model_arg, "--model-arg"), data_args=_key_values(args.data_arg, "--data-arg"))
+                model_args=_key_values(args.model_arg, "--model-arg"), data_args=_key_values(args.data_arg, "--data-arg"),
+                recipe_args=_key_values(args.recipe_arg, "--recipe-arg"))
 
 
 def cmd_evaluate(args) -> int:
@@ -135,6 +138,34 @@ def cmd_notebooks(args) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
+def cmd_landmarks(args) -> int:
+    import time
+
+    import numpy as np
+
+    from .data import load_dataset
+    from .faces import dataset_landmarks, landmarks_cache_path
+
+    cache_dir = False if args.no_cache else args.cache_dir
+    dataset = load_dataset(args.dataset, args.data_root, args.split)
+    path = landmarks_cache_path(dataset, box=args.box, cache_dir=cache_dir)
+    from_cache = path is not None and path.exists()
+    start = time.perf_counter()
+    points = dataset_landmarks(dataset, box=args.box, cache_dir=cache_dir, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    found = int((~np.isnan(points).any((1, 2))).sum())
+    result = {"dataset": args.dataset, "split": args.split, "box": args.box, "images": len(points),
+              "with_landmarks": found, "without_landmarks": len(points) - found,
+              "cache": str(path) if path else None, "from_cache": from_cache, "seconds": round(seconds, 3)}
+    if args.json:
+        _print_json(result)
+    else:
+        where = "cache off" if path is None else f"{'loaded from' if from_cache else 'written to'} {path}"
+        print(f"{args.dataset} {args.split}: landmarks for {found} of {len(points)} images "
+              f"({args.box} box) in {seconds:.1f} s; {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fercore", description="fercore: facial expression recognition, paper by paper.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
         p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="passed to the model, e.g. fc_l2=0.01 (repeatable)")
         p.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="passed to the loader, e.g. fold=3 or split_mode=character (repeatable)")
+        p.add_argument("--recipe-arg", action="append", metavar="KEY=VALUE",
+                       help="changes the recipe, e.g. class_weights=balanced or augment.rotate=0 (repeatable)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", required=True, help="output folder")
@@ -205,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_notebooks)
+
+    p = add("landmarks", "Compute (or load from the cache) dlib's 68 landmarks for every image of a dataset split; "
+                         "prints the cache file, how many images had landmarks, and the seconds taken.")
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--box", default="whole", choices=("whole", "detect"),
+                   help="whole: each image is one pre-cropped face (FER2013, CK+48); detect: dlib HOG, then Haar, largest face")
+    p.add_argument("--cache-dir", default=None, help="where the .npz goes (default: $FERCORE_CACHE or ~/.cache/fercore)")
+    p.add_argument("--no-cache", action="store_true", help="compute without reading or writing a cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line")
+    p.set_defaults(func=cmd_landmarks)
     return parser
 
 

@@ -47,24 +47,29 @@ def _kv(flag: str, args: dict | None) -> str:
 
 
 def command_line(model: str, dataset: str, data_root, scale: str, epochs=None, seed: int = 0, out="runs/run",
-                 model_args=None, data_args=None, subcommand: str = "train", folds: int | None = None) -> str:
+                 model_args=None, data_args=None, subcommand: str = "train", folds: int | None = None,
+                 recipe_args=None) -> str:
     """The ``python -m fercore`` command that reproduces a run (printed beside every number)."""
     cmd = f"python -m fercore {subcommand} --model {model} --dataset {dataset}"
     if data_root is not None:
         cmd += f" --data-root {data_root}"
     cmd += f" --scale {scale}" + (f" --epochs {epochs}" if epochs else "") + f" --seed {seed}"
     cmd += f" --folds {folds}" if folds else ""
-    return cmd + _kv("--model-arg", model_args) + _kv("--data-arg", data_args) + f" --out {out}"
+    cmd += _kv("--model-arg", model_args) + _kv("--data-arg", data_args) + _kv("--recipe-arg", recipe_args)
+    return cmd + f" --out {out}"
 
 
 def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "smoke", epochs: int | None = None,
                    batch_size: int | None = None, device: str = "auto", seed: int = 0, out="runs/run",
                    resume: bool = False, overwrite: bool = False, progress: bool = True, callbacks=(),
-                   model_args: dict | None = None, data_args: dict | None = None) -> dict:
+                   model_args: dict | None = None, data_args: dict | None = None,
+                   recipe_args: dict | None = None) -> dict:
     """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``.
 
     ``model_args`` go to ``create_model`` (e.g. ``{"fc_l2": 0.01}``), ``data_args`` to every
-    ``load_dataset`` call (e.g. ``{"fold": 3}`` for the subject-independent folds of CK+ and JAFFE).
+    ``load_dataset`` call (e.g. ``{"fold": 3}`` for the subject-independent folds of CK+ and JAFFE),
+    ``recipe_args`` change the recipe (``Recipe.with_args``: ``{"class_weights": "balanced"}``,
+    ``{"augment.rotate": 0}``).
 
     An ``out`` folder that already holds a run is continued with ``resume=True`` or replaced
     with ``overwrite=True``; otherwise it is left alone and an error says so.
@@ -73,17 +78,17 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     if (out / "last.pt").exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a run (last.pt); pass --resume to continue it "
                               "or --overwrite to replace it, or choose another --out")
-    recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size)
+    model_args, data_args, recipe_args = dict(model_args or {}), dict(data_args or {}), dict(recipe_args or {})
+    recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
     seed_everything(seed)
-    model_args, data_args = dict(model_args or {}), dict(data_args or {})
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
     val = seeded_subset(load_dataset(dataset, data_root, "val", **data_args), recipe.val_subset, seed)
     test, test_note = load_optional_split(dataset, data_root, "test", **data_args)
 
     net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1], **model_args)
     config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes,
-              "model_args": model_args, "data_args": data_args}
-    trainer = Trainer.from_recipe(net, recipe, device=device, out_dir=out, seed=seed, config=config,
+              "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args}
+    trainer = Trainer.from_recipe(net, recipe, train, device=device, out_dir=out, seed=seed, config=config,
                                   progress=progress, callbacks=callbacks)
     start = time.perf_counter()
     history = trainer.fit(train, val, epochs=recipe.epochs, resume=resume)
@@ -96,8 +101,10 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     train_seconds = sum(r["seconds"] for r in history)
     metrics = {
         "model": model, "dataset": dataset, "scale": scale, "seed": seed,
-        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, data_args),
-        "model_args": model_args, "data_args": data_args,
+        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, data_args,
+                                recipe_args=recipe_args),
+        "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args,
+        "class_weights": trainer.loss.weight.tolist() if getattr(trainer.loss, "weight", None) is not None else None,
         "protocol": {
             "description": train.protocol,
             "train": f"split 'train' ({len(train)} images)",
@@ -140,7 +147,8 @@ def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10,
         "per_fold": [{"fold": k, "test_accuracy": r["test"]["accuracy"], "n_test": r["n_test"],
                       "best_epoch": r["best_epoch"], "val_accuracy": r["val"]["accuracy"]} for k, r in enumerate(runs)],
         "command": command_line(model, dataset, data_root, kw.get("scale", "smoke"), kw.get("epochs"), kw.get("seed", 0),
-                                out, kw.get("model_args"), data_args, subcommand="crossval", folds=folds),
+                                out, kw.get("model_args"), data_args, subcommand="crossval", folds=folds,
+                                recipe_args=kw.get("recipe_args")),
     }
     (out / "cv.json").write_text(json.dumps(summary, indent=2))
     return summary

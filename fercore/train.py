@@ -85,6 +85,8 @@ class Trainer:
         self.model = model.to(self.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.loss = loss if loss is not None else nn.CrossEntropyLoss()
+        if isinstance(self.loss, nn.Module):  # class weights are a buffer of the loss
+            self.loss = self.loss.to(self.device)
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.scheduler, self.augment = scheduler, augment
         self.generator = torch.Generator().manual_seed(seed + self.rank)  # CPU: augment draws its parameters there
@@ -110,10 +112,18 @@ class Trainer:
         self.epoch, self.best_epoch, self.best_metric, self.stopped_early = 0, 0, None, False
 
     @classmethod
-    def from_recipe(cls, model: nn.Module, recipe, **kw) -> "Trainer":
-        """A Trainer with the recipe's optimizer, scheduler, augmentation, batch size and patience."""
+    def from_recipe(cls, model: nn.Module, recipe, train=None, **kw) -> "Trainer":
+        """A Trainer with the recipe's optimizer, scheduler, augmentation, batch size, patience and loss.
+
+        ``train`` (the training set) is needed only when the recipe weights the classes.
+        """
         if recipe.augment and "augment" not in kw:
             kw["augment"] = build_augment(**recipe.augment)
+        if recipe.class_weights and "loss" not in kw:
+            if train is None:
+                raise ValueError("this recipe weights the classes (class_weights="
+                                 f"{recipe.class_weights!r}): pass the training set as from_recipe(..., train=...)")
+            kw["loss"] = nn.CrossEntropyLoss(weight=class_weights(train.targets, train.num_classes))
         kw.setdefault("batch_size", recipe.batch_size)
         kw.setdefault("patience", recipe.patience)
         kw.setdefault("monitor", recipe.monitor)
@@ -335,6 +345,21 @@ def load_model(checkpoint_path, device="cpu") -> nn.Module:
     model = create_model(cfg["model_name"], **cfg.get("model_kwargs", {}))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
+
+
+def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cross-entropy weights ``n / (K * n_k)`` (sklearn's "balanced"): every class weighs ``n / K`` in total.
+
+    Hard labels are counted; soft targets ``(N, K)`` (FERPlus votes) add up their probabilities.
+    ``K`` counts the classes present; an absent class gets weight 0, as there is nothing of it to weigh.
+    """
+    targets = torch.as_tensor(targets)
+    if targets.ndim == 2:
+        counts = targets.float().sum(0)
+    else:
+        counts = torch.bincount(targets.long(), minlength=num_classes).float()
+    weights = counts.sum() / ((counts > 0).sum() * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def build_optimizer(model: nn.Module, recipe) -> torch.optim.Optimizer:

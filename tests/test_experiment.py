@@ -58,3 +58,19 @@ def test_paper_table_reports_test_else_val_folds_and_not_run():
     assert by["ckplus"]["ours %"] == 90.0 and "mean of 10 folds" in by["ckplus"]["split"]
     assert by["jaffe"]["ours %"] == "not run" and by["jaffe"]["command"].startswith("python -m fercore crossval --model m --dataset jaffe")
     assert len(rows) == 4
+
+
+def test_recipe_arg_on_the_command_line_weights_classes_and_is_recorded(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--out", str(out),
+                 "--recipe-arg", "class_weights=balanced", "--recipe-arg", "augment.hflip=false", "--quiet"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert code == 0 and metrics["recipe"]["class_weights"] == "balanced"
+    assert metrics["recipe"]["augment"]["hflip"] is False
+    assert metrics["recipe_args"] == {"class_weights": "balanced", "augment.hflip": False}
+    assert len(metrics["class_weights"]) == 7 and all(w > 0 for w in metrics["class_weights"])
+    assert "--recipe-arg class_weights=balanced --recipe-arg augment.hflip=false" in metrics["command"]
+    assert main(["train", "--model", "simple_cnn", "--dataset", "synthetic", "--out", str(tmp_path / "bad"),
+                 "--recipe-arg", "epoch=3"]) == 2
+    assert "unknown recipe field 'epoch'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -296,3 +296,44 @@ def test_load_model_names_a_missing_or_foreign_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt is not a fercore Trainer checkpoint"):
         load_model(tmp_path / "other.pt")
+
+
+# ---------------------------------------------------------------- class imbalance
+def test_class_weights_balance_hard_and_soft_targets():
+    from fercore.train import class_weights
+    y = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)  # class 3 absent
+    w = class_weights(y, 4)
+    # n / (K * n_k) = 10 / (3 * [6, 3, 1]), K counting the 3 classes present; an absent class weighs 0
+    assert torch.allclose(w, torch.tensor([10 / 18, 10 / 9, 10 / 3, 0.0]))
+    assert torch.allclose((w * torch.bincount(y, minlength=4)).sum(), torch.tensor(10.0))  # total weight kept
+    soft = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])  # counts 1.5, 0.5, 0
+    assert torch.allclose(class_weights(soft, 3), torch.tensor([2 / 3, 2 / 1, 0.0]))
+
+
+def test_recipe_class_weights_reach_the_loss_and_need_the_training_set():
+    data = toy(60, classes=4)
+    recipe = Recipe(epochs=1, class_weights="balanced")
+    t = Trainer.from_recipe(tiny_model(), recipe, data, device="cpu", progress=False)
+    counts = torch.bincount(data.targets, minlength=4).float()
+    assert torch.allclose(t.loss.weight, 60 / (4 * counts))
+    logits, y = torch.randn(5, 4), data.targets[:5]
+    expected = (t.loss.weight[y] * nn.functional.cross_entropy(logits, y, reduction="none")).sum() / t.loss.weight[y].sum()
+    assert torch.allclose(t.loss(logits, y), expected)
+    assert Trainer.from_recipe(tiny_model(), Recipe(epochs=1), data, progress=False).loss.weight is None
+    with pytest.raises(ValueError, match="pass the training set"):
+        Trainer.from_recipe(tiny_model(), recipe, progress=False)
+
+
+def test_recipe_with_args_replaces_fields_and_single_augment_options():
+    base = Recipe(epochs=3, augment={"hflip": True, "rotate": 10.0})
+    r = base.with_args({"class_weights": "balanced", "augment.rotate": 0, "lr": 0.01})
+    assert r.class_weights == "balanced" and r.lr == 0.01 and r.augment == {"hflip": True, "rotate": 0}
+    assert base.augment == {"hflip": True, "rotate": 10.0}  # the registered recipe is not changed
+    assert base.with_args({"augment": {}}).augment == {}
+    assert r.with_args({"class_weights": "none"}).class_weights is None
+    with pytest.raises(ValueError, match="unknown recipe field 'lrate'.*valid: .*class_weights"):
+        base.with_args({"lrate": 1})
+    with pytest.raises(ValueError, match="class_weights must be one of"):
+        base.with_args({"class_weights": "inverse"})
+    with pytest.raises(ValueError, match="'lr' is not a dict"):
+        base.with_args({"lr.x": 1})
