@@ -4,14 +4,21 @@ The predictor is Kazemi & Sullivan's ensemble of regression trees (CVPR 2014), a
 on iBUG 300-W and shipped by the ``face-recognition-models`` package. It was trained on faces
 ~100-200 px wide, so faces smaller than ``MIN_FACE`` (FER2013's 48x48 crops) are upsampled first
 and the points mapped back to the input's pixel coordinates.
+
+``dataset_landmarks`` runs it over a whole ``FERDataset`` and caches the result per dataset.
 """
 from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..data.cache import cached_arrays, default_cache_dir, fingerprint
 from ..env import landmark_model_path
-from .detect import Box, _gray
+from .detect import DETECT_SIZE, Box, _gray, detect_faces
 
 MIN_FACE = 150  # faces narrower than this (px) are upsampled to it before predicting
 _PREDICTOR: dict = {}
@@ -51,3 +58,97 @@ def predict_landmarks(image: np.ndarray, box: Box) -> np.ndarray:
     shape = predictor(gray, rect)
     pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
     return pts / f + np.array([x0, y0], np.float32)
+
+
+# --------------------------------------------------------------------------- whole datasets
+BOXES = ("whole", "detect")
+CACHE_FORMAT = 1  # bump when what dataset_landmarks computes changes, so old caches are not read
+
+
+def _image_digest(images) -> str:
+    """sha1 of the images' bytes, shape and dtype: the dataset's identity in the cache key."""
+    array = np.ascontiguousarray(images.numpy() if hasattr(images, "numpy") else np.asarray(images))
+    h = hashlib.sha1(f"{array.shape}|{array.dtype}|".encode())
+    h.update(memoryview(array).cast("B"))
+    return h.hexdigest()
+
+
+def _cache_key(dataset, box: str) -> tuple[str, list[Path], dict]:
+    """``(tag, files, extra)`` for ``cached_arrays``: dataset name and split in the file name, the
+    image bytes, the settings and the predictor file (path, size, mtime) in the hash."""
+    model = landmark_model_path()
+    if model is None:
+        _predictor()  # raises the clear "install face-recognition-models" error
+    label = "-".join(s for s in (getattr(dataset, "name", ""), getattr(dataset, "split", "")) if s)
+    tag = "landmarks" + (f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}" if label else "")
+    extra = {"what": "landmarks68", "format": CACHE_FORMAT, "images": _image_digest(dataset.images),
+             "box": box, "min_face": MIN_FACE}
+    if box == "detect":
+        extra |= {"detect": "auto", "detect_size": DETECT_SIZE}
+    return tag, [model], extra
+
+
+def _check_box(box: str) -> None:
+    if box not in BOXES:
+        raise ValueError(f"unknown box {box!r}; valid: {', '.join(BOXES)}")
+
+
+def landmarks_cache_path(dataset, *, box: str = "whole", cache_dir=None) -> Path | None:
+    """Where ``dataset_landmarks(dataset, box=box, cache_dir=cache_dir)`` keeps its result
+    (the file may not exist yet); None when ``cache_dir=False``."""
+    _check_box(box)
+    if cache_dir is False:
+        return None
+    tag, files, extra = _cache_key(dataset, box)
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / f"{tag}-{fingerprint(files, extra)}.npz"
+
+
+def _compute(images, box: str, progress: bool, desc: str) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    out = np.full((len(images), 68, 2), np.nan, np.float32)
+    for i in tqdm(range(len(images)), desc=desc, unit="img", disable=not progress):
+        image = images[i].permute(1, 2, 0).numpy()  # (H, W, C) view, no copy of the dataset
+        image = image[..., 0] if image.shape[2] == 1 else image
+        if box == "whole":
+            face = Box(0, 0, image.shape[1], image.shape[0])
+        else:
+            faces = detect_faces(image, "auto")
+            if not faces:
+                continue  # no face: the row stays NaN
+            face = faces[0]  # the largest
+        out[i] = predict_landmarks(image, face)
+    return out
+
+
+def dataset_landmarks(dataset, *, box: str = "whole", cache_dir=None, progress: bool = True,
+                      store: bool = False) -> np.ndarray:
+    """68 landmarks of every image of a ``FERDataset``: ``(N, 68, 2)`` float32 (x, y) in the image's pixels.
+
+    ``box="whole"`` takes the whole image as the face box (datasets of pre-cropped faces: FER2013,
+    FERPlus, CK+48, the synthetic faces); ``box="detect"`` runs ``detect_faces(image, "auto")``
+    (dlib HOG, then OpenCV Haar) and uses the largest face. A row is all NaN where no face was
+    found (only possible with ``box="detect"``); ``np.isnan(points).any((1, 2))`` marks those.
+    Points are not clipped: the predictor may put the jaw a pixel or two past the image's edge.
+
+    The result is cached per dataset as ``landmarks-<name>-<split>-<hash>.npz`` in ``cache_dir``
+    (default ``$FERCORE_CACHE`` or ``~/.cache/fercore``, never the data folder); the hash covers
+    the images' bytes, ``box`` and the predictor file, so a second call reads the file and never
+    runs dlib. ``cache_dir=False`` computes without reading or writing a cache.
+    ``landmarks_cache_path`` says where the file is.
+
+    ``store=True`` also puts the result in ``dataset.meta["landmarks"]``, replacing what was
+    there (the synthetic faces keep their true landmarks under that key: leave ``store`` off to
+    compare against them).
+    """
+    _check_box(box)
+    desc = f"landmarks {getattr(dataset, 'name', '')} {getattr(dataset, 'split', '')}".rstrip()
+    build = lambda: {"landmarks": _compute(dataset.images, box, progress, desc)}  # noqa: E731
+    if cache_dir is False:
+        points = build()["landmarks"]
+    else:
+        tag, files, extra = _cache_key(dataset, box)
+        points = cached_arrays(tag, files, build, cache_dir, extra)["landmarks"]
+    if store:
+        dataset.meta["landmarks"] = points
+    return points
