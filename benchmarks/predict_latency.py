@@ -17,17 +17,14 @@ import time
 import numpy as np
 import torch
 
-from fercore.data.synthetic import FaceParams, render_face
 from fercore.faces import align_face, detect_faces, predict_landmarks
 from fercore.models import create_model
+from fercore.predict import synthetic_photo
 from fercore.train import Trainer, load_model
 
 
 def photo() -> np.ndarray:
-    face, _ = render_face(FaceParams(character=2), size=200, rgb=True)
-    image = np.full((480, 640, 3), 190, np.uint8)
-    image[140:340, 220:420] = face
-    return image
+    return synthetic_photo("neutral")
 
 
 def main() -> None:

@@ -15,6 +15,24 @@ import torch
 from .faces import faces_in, read_image
 from .train import Trainer
 
+# A 640x480 JPEG of one synthetic happy face, shipped with the package so that notebooks and
+# tests can run the whole pipeline offline; written by ``synthetic_photo`` (see its docstring).
+SAMPLE_PHOTO = Path(__file__).parent / "assets" / "synthetic_face.jpg"
+
+
+def synthetic_photo(expression: str = "happy", character: int = 2) -> np.ndarray:
+    """A 640x480 RGB "photo": one 200-px synthetic face on a plain grey background.
+
+    ``SAMPLE_PHOTO`` is ``cv2.imwrite(path, cv2.cvtColor(synthetic_photo(), cv2.COLOR_RGB2BGR),
+    [cv2.IMWRITE_JPEG_QUALITY, 90])``.
+    """
+    from .data.synthetic import FaceParams, render_face
+
+    face, _ = render_face(FaceParams.expression(expression, 1.0, character=character), size=200, rgb=True)
+    image = np.full((480, 640, 3), 190, np.uint8)
+    image[140:340, 220:420] = face
+    return image
+
 
 def predict_image(trainer: Trainer, path, classes, method: str = "auto") -> dict:
     """Faces in the image at ``path`` with their boxes, labels and probabilities."""

@@ -72,3 +72,47 @@ def test_annotated_copies_leave_the_inputs_alone(checkpoint, photos, tmp_path, c
 def test_missing_or_unreadable_file_is_named(checkpoint, photos, capsys, name):
     code, _, err = predict(capsys, str(photos / name), "--checkpoint", str(checkpoint))
     assert code == 2 and name in err and err.startswith("error:")
+
+
+# ---------------------------------------------------------------- the notebook's upload widget
+@pytest.fixture(scope="module")
+def uploader(checkpoint):
+    import matplotlib
+    matplotlib.use("Agg")
+    from fercore.train import Trainer, load_model
+    from fercore.viz.widgets import PredictUpload
+
+    return PredictUpload(Trainer(load_model(checkpoint), device="cpu", progress=False), EMOTIONS_7)
+
+
+def test_bundled_sample_photo_is_the_documented_synthetic_face(uploader):
+    from fercore.faces import read_image
+    from fercore.predict import SAMPLE_PHOTO, synthetic_photo
+
+    diff = np.abs(read_image(SAMPLE_PHOTO).astype(int) - synthetic_photo().astype(int))
+    assert diff.mean() < 3  # the same picture, up to JPEG
+    result = uploader.predict_file(SAMPLE_PHOTO)
+    (face,) = result["faces"]
+    left, top, right, bottom = face["box"]
+    assert 200 <= left < right <= 440 and 120 <= top < bottom <= 360  # the face sits at (220..420, 140..340)
+    assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    boxes = [p for p in uploader.figure.axes[0].patches]
+    assert len(boxes) == 1 and boxes[0].get_width() == right - left
+    assert uploader.output.outputs[0]["data"]["image/png"]
+
+
+def test_upload_event_predicts_in_both_ipywidgets_formats(uploader, photos):
+    data = (photos / "two.png").read_bytes()
+    uploader._uploaded({"new": ({"name": "two.png", "type": "image/png", "size": len(data), "content": memoryview(data)},)})
+    assert uploader.last_result["image"] == "two.png" and len(uploader.last_result["faces"]) == 2
+    uploader._uploaded({"new": {"one.jpg": {"content": (photos / "one.jpg").read_bytes(), "metadata": {}}}})  # ipywidgets 7
+    assert uploader.last_result["image"] == "one.jpg" and len(uploader.last_result["faces"]) == 1
+    assert uploader._repr_mimebundle_()["image/png"]
+
+
+def test_upload_of_a_blank_or_broken_file_says_so(uploader, photos):
+    blank = uploader.predict_bytes((photos / "blank.png").read_bytes(), "blank.png")
+    assert blank["faces"] == [] and "no face found" in blank["message"]
+    broken = uploader.predict_bytes(b"not a jpeg", "holiday.jpg")
+    assert broken["faces"] == [] and "holiday.jpg" in broken["message"] and "cannot read" in broken["message"]
+    assert "holiday.jpg" in uploader.output.outputs[0]["text"]

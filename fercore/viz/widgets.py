@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
@@ -18,11 +20,12 @@ import seaborn as sns
 import torch
 import torch.nn as nn
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
 from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlusion_map, overlay, predict, stn_views
 
-__all__ = ["AttentionExplorer"]
+__all__ = ["AttentionExplorer", "PredictUpload"]
 
 
 class AttentionExplorer:
@@ -152,3 +155,94 @@ class AttentionExplorer:
         for label, k in zip(ax.get_yticklabels(), range(len(p))):
             if k == true:
                 label.set_fontweight("bold")
+
+
+class PredictUpload:
+    """Upload a photo and see every face found, its box, the predicted label and the probabilities.
+
+    The same pipeline as ``python -m fercore predict`` (``fercore.predict.predict_image``:
+    detect, landmarks, align, model). ``trainer`` is a ``fercore.train.Trainer`` holding the
+    model; ``classes`` its class names. Uploading a file (ipywidgets ``FileUpload``) runs it;
+    so does ``predict_file(path)``, which headless runs call with a bundled image. After each
+    prediction: ``last_result`` (the dict ``predict_image`` returns) and ``figure``.
+    """
+
+    def __init__(self, trainer, classes, method: str = "auto"):
+        self.trainer, self.classes, self.method = trainer, [str(c) for c in classes], method
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="photo")
+        self.output = W.Output()
+        self.widget = W.VBox([self.upload, self.output])
+        self.figure = Figure(figsize=(9, 3.6), layout="constrained")
+        self.last_result: dict | None = None
+        self.upload.observe(self._uploaded, names="value")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        if self.last_result is not None:
+            bundle["image/png"] = self._png_base64()
+        return bundle
+
+    def _uploaded(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        # ipywidgets 8: a tuple of dicts with name and content; ipywidgets 7: a dict name -> dict
+        item = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values())) | {"name": next(iter(files))}
+        self.predict_bytes(bytes(item["content"]), item["name"])
+
+    def predict_bytes(self, data: bytes, name: str = "upload.png") -> dict:
+        """Predict on an image file's bytes (as uploaded); ``name`` gives the format and the title."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(data)
+            result = self.predict_file(path)
+        result["image"] = name
+        return result
+
+    def predict_file(self, path) -> dict:
+        """Run the pipeline on the image at ``path``, draw the faces and the first face's probabilities."""
+        from ..faces import read_image
+        from ..predict import predict_image
+
+        try:
+            result = predict_image(self.trainer, path, self.classes, method=self.method)
+        except (FileNotFoundError, ValueError) as err:
+            result = {"image": str(path), "faces": [], "message": str(err)}
+            self.last_result = result
+            self.output.outputs = ({"output_type": "stream", "name": "stdout", "text": f"{err}\n"},)
+            return result
+        self.last_result = result
+        self._draw(read_image(path), result)
+        text = result.get("message") or f"<{len(result['faces'])} face(s) in {Path(str(path)).name}>"
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"image/png": self._png_base64(), "text/plain": text}},)
+        return result
+
+    def _png_base64(self) -> str:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def _draw(self, image: np.ndarray, result: dict) -> None:
+        fig = self.figure
+        fig.clear()
+        with sns.axes_style("white"):
+            ax_img, ax_p = fig.subplots(1, 2, width_ratios=[1.6, 1])
+        ax_img.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        _bare(ax_img)
+        for k, face in enumerate(result["faces"]):
+            left, top, right, bottom = face["box"]
+            ax_img.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, color="lime", lw=2))
+            ax_img.text(left, top - 4, f"{k}: {face['label']}", color="lime", fontsize=9, va="bottom")
+        ax_img.set_title(result.get("message") or f"{len(result['faces'])} face(s)", fontsize=10)
+        if not result["faces"]:
+            ax_p.axis("off")
+            return
+        probs = result["faces"][0]["probabilities"]
+        names, p = list(probs), np.array(list(probs.values()))
+        ax_p.barh(np.arange(len(p)), p, color=["tab:blue" if k == p.argmax() else "0.75" for k in range(len(p))])
+        ax_p.set_yticks(np.arange(len(p)), names)
+        ax_p.invert_yaxis()
+        ax_p.set_xlim(0, 1)
+        ax_p.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_p.set_title(f"face 0: {names[p.argmax()]} {p.max():.0%}", fontsize=10)
