@@ -116,3 +116,14 @@ def test_vgg13_ferplus_recipes_and_a_tiny_fit(tmp_path):
     history = trainer.fit(data.subset(range(8)), data.subset(range(8, 12)), epochs=1)
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"]))
     assert (tmp_path / "best.pt").exists()
+
+
+def test_receptive_field_of_stacked_and_alternating_convs():
+    from fercore.models.vgg import receptive_field
+    stacked = receptive_field(create_model("vgg_fer").features)
+    # 3x3, 3x3 -> 5; pool -> 6 (stride 2); two convs at stride 2 -> 14; pool -> 16; three at 4 -> 40;
+    # pool -> 44; three at 8 -> 92; pool -> 100
+    assert [r["receptive_field"] for r in stacked if "pool" in r["layer"]] == [6, 16, 44, 100]
+    assert stacked[-1]["stride"] == 16
+    alternating = receptive_field(create_model("vgg_fer", stages=((32,), (64,), (128,), (256,))).features)
+    assert [r["receptive_field"] for r in alternating] == [3, 4, 8, 10, 18, 22, 38, 46]

@@ -248,3 +248,29 @@ def test_every_plot_saves_a_png_headless(tmp_path):
     for i, fig in enumerate(figures):
         fig.savefig(tmp_path / f"{i}.png", dpi=40)
         assert (tmp_path / f"{i}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_misclassified_grid_shows_the_most_confident_mistakes_first():
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 8, 8) * 50
+    targets = np.array([0, 1, 2, 0, 1])
+    probs = np.array([[0.9, 0.05, 0.05],   # right
+                      [0.7, 0.2, 0.1],     # wrong, 70%
+                      [0.1, 0.85, 0.05],   # wrong, 85%
+                      [0.2, 0.2, 0.6],     # wrong, 60%
+                      [0.1, 0.8, 0.1]])    # right
+    fig = plots.misclassified_grid(images, targets, probs, CLASSES, n=2, ncols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["happy →\ndisgust 85%", "disgust →\nangry 70%"]
+    shown = [ax.get_images()[0].get_array()[0, 0] for ax in fig.axes if ax.get_images()]
+    assert shown == [100, 50]  # images 2 and 1, in that order
+    assert "of 3" in fig._suptitle.get_text()
+
+
+def test_votes_grid_draws_each_faces_votes_and_fer2013_label():
+    images = torch.zeros(3, 1, 8, 8, dtype=torch.uint8)
+    votes = np.array([[8, 2, 0], [0, 5, 5], [1, 1, 8]])
+    fig = plots.votes_grid(images, votes, [2, 0, 1], ["neutral", "happiness", "surprise"], CLASSES, n=2)
+    top = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in top] == ["FER2013: happy", "FER2013: angry"]
+    bars = [[p.get_width() for p in ax.patches] for ax in fig.axes if ax.patches]
+    assert bars == [[8, 2, 0], [0, 5, 5]]

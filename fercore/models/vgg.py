@@ -129,3 +129,21 @@ def vgg13_ferplus(num_classes: int = 8, in_chans: int = 1, **kw) -> VGG13FERPlus
       "probability", "crossentropy" and "multi-target" modes); here the Trainer's loss decides.
     """
     return VGG13FERPlus(num_classes=num_classes, in_chans=in_chans, **kw)
+
+
+def receptive_field(features: nn.Sequential) -> list[dict]:
+    """Per conv or pool layer of ``features``: its output stride and the input window one output pixel sees.
+
+    A ``k``x``k`` layer widens the window by ``(k - 1) * jump``, where ``jump`` is the product
+    of the earlier strides: two stacked 3x3 convs see 5x5, three see 7x7, and a conv after a
+    pool sees twice as far per step.
+    """
+    rows, size, jump = [], 1, 1
+    for name, layer in features.named_children():
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            k = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+            s = layer.stride if isinstance(layer.stride, int) else layer.stride[0]
+            size, jump = size + (k - 1) * jump, jump * s
+            kind = f"conv {layer.out_channels}" if isinstance(layer, nn.Conv2d) else "max-pool"
+            rows.append({"layer": f"{name}: {kind}", "receptive_field": size, "stride": jump})
+    return rows

@@ -338,3 +338,51 @@ def per_class_recall(recalls, ax=None, title=None):
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title(title or "Recall per class")
     return ax
+
+
+def misclassified_grid(images, targets, probs, classes, n: int = 16, ncols: int = 8) -> Figure:
+    """The ``n`` most confident mistakes: each face titled ``true -> predicted (probability)``.
+
+    ``images`` uint8 ``(N, C, H, W)``, ``targets`` ``(N,)`` true class indices, ``probs``
+    ``(N, K)`` predicted probabilities. Confident mistakes are where label noise and truly
+    ambiguous faces show up first.
+    """
+    probs = np.asarray(probs, dtype=float)
+    targets = np.asarray(targets)
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != targets)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+    nrows = max(1, math.ceil(len(wrong) / ncols))
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.7 * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        _bare(ax)
+    for ax, i in zip(axes.flat, wrong):
+        _show_image(ax, images[i], f"image {i}")
+        ax.set_title(f"{classes[targets[i]]} →\n{classes[pred[i]]} {probs[i, pred[i]]:.0%}", fontsize=8)
+    fig.suptitle(f"{len(wrong)} most confident mistakes (true → predicted) of {len(np.flatnonzero(pred != targets))}")
+    return fig
+
+
+def votes_grid(images, votes, labels, columns, label_classes, n: int = 6) -> Figure:
+    """Faces above the annotators' votes: FERPlus's ten taggers against FER2013's single label.
+
+    ``votes`` ``(N, V)`` counts in ``columns`` order (fer2013new.csv's), ``labels`` ``(N,)`` the
+    FER2013 label of each face as an index into ``label_classes``. The first ``n`` faces are drawn.
+    """
+    votes = np.asarray(votes)
+    n = min(n, len(votes))
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2), squeeze=False, layout="constrained",
+                                 height_ratios=[1, 1.3])
+    for k in range(n):
+        _show_image(axes[0, k], images[k], f"image {k}")
+        axes[0, k].set_title(f"FER2013: {label_classes[int(labels[k])]}", fontsize=9)
+        ax = axes[1, k]
+        ax.barh(np.arange(len(columns)), votes[k], color="tab:blue")
+        ax.set_yticks(np.arange(len(columns)), columns if k == 0 else [""] * len(columns), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(10, votes[k].sum()))
+        ax.tick_params(axis="x", labelsize=7)
+    axes[1, 0].set_xlabel("FERPlus votes", fontsize=8)
+    return fig
