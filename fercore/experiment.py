@@ -19,11 +19,11 @@ from .models import create_model, get_model_info
 from .train import Trainer, load_model, seed_everything
 
 
-def resolve_dataset(dataset: str, scale: str, real: str = "fer2013") -> str:
-    """``"auto"`` means the offline synthetic faces at smoke scale and the real dataset above it."""
+def resolve_dataset(dataset: str, scale: str, real: str = "fer2013", smoke: str = "synthetic") -> str:
+    """``"auto"`` means an offline dataset (``smoke``) at smoke scale and the ``real`` one above it."""
     if dataset != "auto":
         return dataset
-    return "synthetic" if scale == "smoke" else real
+    return smoke if scale == "smoke" else real
 
 
 def seeded_subset(dataset: FERDataset, n: int | None, seed: int) -> FERDataset:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from fercore.data import load_dataset
 from fercore.data.simulated import FER2013_TRAIN_COUNTS, rater_votes, write_fer2013_ferplus
@@ -71,3 +72,33 @@ def test_never_overwrites_and_rejects_unknown_usage(root, tmp_path):
     assert (root / "fer2013.csv").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="unknown Usage value.*'Test'"):
         write_fer2013_ferplus(tmp_path / "new", {"Test": 10})
+
+
+def test_registered_loader_writes_once_into_the_cache_never_the_data_root(tmp_path, monkeypatch):
+    import fercore.data.simulated as sim
+
+    data_root, cache = tmp_path / "data", tmp_path / "cache"
+    data_root.mkdir()
+    calls = []
+    real_write = sim.write_fer2013_ferplus
+    monkeypatch.setattr(sim, "write_fer2013_ferplus", lambda root, seed=0: calls.append(root) or real_write(root, SIZES, seed))
+    val = load_dataset("simulated_ferplus", data_root, "val", cache_dir=cache, classes=7)
+    test = load_dataset("simulated_ferplus", data_root, "test", cache_dir=cache, classes=7)
+    assert len(calls) == 1 and list(data_root.iterdir()) == []
+    assert val.name == test.name == "simulated_ferplus" and val.protocol.startswith("SIMULATED")
+    assert val.num_classes == 7 and 0 < len(val) <= SIZES["PublicTest"]
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == ["simulated_ferplus-seed0"]  # no temp folder left
+    other = load_dataset("simulated_ferplus", None, "val", cache_dir=cache, seed=1)
+    assert len(calls) == 2 and other.num_classes == 8 and not torch.equal(other.images[:5], val.images[:5])
+
+
+def test_interrupted_write_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    import fercore.data.simulated as sim
+
+    def fail(root, seed=0):
+        (root / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sim, "write_fer2013_ferplus", fail)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("simulated_ferplus", None, "val", cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -106,6 +106,6 @@ def split_summary(name: str, root=None) -> list[dict]:
 
 
 # Import the dataset modules so that they register themselves.
-from . import ckplus, fer2013, ferg, ferplus, jaffe, synthetic  # noqa: E402,F401
+from . import ckplus, fer2013, ferg, ferplus, jaffe, simulated, synthetic  # noqa: E402,F401
 
 __all__ = ["FERDataset", "DatasetNotFoundError", "DatasetFormatError", "not_found_message", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "find_datasets", "split_summary"]

@@ -15,14 +15,24 @@ about the real datasets:
 - Each of ``RATERS`` simulated taggers votes the drawn expression with a probability that
   grows with the face's intensity, else a look-alike expression (``LOOK_ALIKES``), else
   ``unknown``. The FER2013 label is one more such tagger: a single noisy vote.
+
+``load_dataset("simulated_ferplus", None, split, **ferplus_options)`` writes the files once
+into the cache folder (never into a data folder) and reads them with the FERPlus loader; its
+datasets are named ``simulated_ferplus`` so that no table mistakes them for the real one.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_CANONICAL
+from . import register_dataset
+from .cache import default_cache_dir
+from .ferplus import load_ferplus
 from .synthetic import render_faces
 
 # Training images per class in the real FER2013 (canonical order angry..neutral).
@@ -102,3 +112,30 @@ def write_fer2013_ferplus(root, sizes=None, seed: int = 0) -> dict[str, Path]:
     paths["ferplus"].write_text("\n".join(label_rows) + "\n")
     return paths
 
+
+
+@register_dataset("simulated_ferplus", needs_root=False, source="synthetic faces with simulated taggers (offline)")
+def load_simulated_ferplus(root, split, *, seed: int = 0, cache_dir=None, **ferplus_options):
+    """The simulated files read by the FERPlus loader (``label_mode``, ``classes``, ... as for ``ferplus``).
+
+    ``root`` is ignored: the files live in ``cache_dir`` (default ``$FERCORE_CACHE``), written
+    on first use into a temporary folder and then renamed, so an interrupted write leaves nothing.
+    """
+    base = Path(cache_dir) if cache_dir not in (None, False) else default_cache_dir()
+    folder = base / f"simulated_ferplus-seed{seed}"
+    if not (folder / "fer2013new.csv").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=".simulated-"))
+        try:
+            write_fer2013_ferplus(tmp, seed=seed)
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "fer2013new.csv").exists():  # not a concurrent writer that got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    dataset = load_ferplus(folder, split, cache_dir=cache_dir, **ferplus_options)
+    dataset.name = "simulated_ferplus"
+    dataset.protocol = ("SIMULATED labels on synthetic faces (fercore.data.simulated), split like FER2013: "
+                        + dataset.protocol)
+    return dataset
