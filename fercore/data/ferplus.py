@@ -7,29 +7,57 @@ is an image FERPlus dropped. This loader joins the two files row by row, so it n
 as a CSV (``fer2013.csv``, ``.csv.gz`` or ``icml_face_data.csv``): the image-folder copy has
 lost the row order and cannot be joined.
 
-Label modes (``label_mode``), all computed after Barsoum's outlier removal: a class with a
-single vote gets 0 votes. ``votes`` below means these cleaned counts over all 10 columns.
+Label modes (``label_mode``) follow Microsoft's reference reader (github.com/microsoft/FERPlus,
+``src/ferplus.py``, ``FERPlusReader._process_data`` / ``load_folders`` / ``_process_target``).
+First, in every mode, a column with a single vote gets 0 votes (outlier removal). ``total``
+below is the sum of these cleaned counts over all 10 columns, unknown and NF included; an image
+whose processed votes end up led by ``unknown`` or ``NF`` is dropped, and those two columns are
+never classes.
 
-- ``"majority"``: keep an image only if its top column has more than half of its votes and
-  that column is an emotion (not ``unknown``/``NF``); target = that class index, ``(N,)`` long.
-- ``"probability"`` and ``"crossentropy"``: drop images whose top column is ``unknown`` or
-  ``NF`` (a tie between an emotion and unknown/NF counts for the emotion), discard the
-  unknown/NF votes and give the normalised emotion votes, ``(N, K)`` float summing to 1. Both
-  modes return the same targets; they differ in the loss, per Barsoum: *probability* samples
-  one hard label from the distribution each time an image is seen, *crossentropy* uses the
-  distribution itself as a soft target (cross-entropy against it).
-- ``"multi_target"``: same images as the soft modes; target = ``(N, K)`` float multi-hot of the
-  emotions that hold the maximum vote count (a tie gives several 1s). Train with a loss that
-  accepts any of the marked classes.
+- ``"majority"``: keep an image only if its top column has more than half of ``total`` and is
+  an emotion; target = that class index, ``(N,)`` long.
+- ``"probability"`` and ``"crossentropy"``: Barsoum's trimmed distribution. Take the columns in
+  falling vote order, a whole tie at a time, until they hold at least 75% of ``total``, or 3
+  classes are taken (checked before each step), or ``unknown``/``NF`` is reached; reaching
+  unknown/NF after some emotion was taken stops without taking it, reaching it first leaves it
+  the top (the image is dropped). Drop the image if the taken votes are no more than half of
+  ``total`` or more than 3 classes were taken (a tie can overshoot). Target = the taken emotion
+  votes normalised, ``(N, K)`` float summing to 1 (columns that were not taken are 0). Both modes
+  return the same targets; they differ in the loss: *probability* samples one hard label from
+  the distribution each time an image is seen, *crossentropy* uses it as a soft target.
+- ``"multi_target"``: mark every column with at least 30% of ``total``; drop the image if the
+  marked votes are no more than half of ``total`` or if the first column with the most marked
+  votes is unknown/NF. Target = ``(N, K)`` float multi-hot of the marked emotions
+  (unknown/NF marks are discarded). Train with a loss that accepts any marked class, e.g.
+  Barsoum's ``-log max_k(target_k * p_k)``.
+
+Deliberate differences from the reference reader:
+
+- Its latest ``load_folders`` keeps an image only when the arg-max is ``< emotion_count - 2``,
+  i.e. below 6 with 8 emotions, which also drops every image led by fear or contempt; its
+  comment ("not unknown or non-face") and the earlier version (``< emotion_count``) show the
+  intent, which we follow: only unknown/NF-led images are dropped.
+- *probability*: the reference reader draws the hard label itself for each mini-batch; we
+  return the distribution and leave the draw to the training loop (a dataset holds fixed
+  targets).
+- *multi_target*: the reference smooths the multi-hot to ``0.999 * hot + 0.001`` so the log in
+  its loss stays finite; we return exact 0/1 and leave any epsilon to the loss.
+- Splits: the reference always labels PublicTest and PrivateTest with *majority*, whatever the
+  training mode. Here ``label_mode`` applies to the split you load, because the loader cannot
+  tell training from evaluation; to report numbers comparable with Barsoum's, load ``val`` and
+  ``test`` with ``label_mode="majority"``.
+- ``classes=7`` and ``min_top_probability`` are fercore additions (the reference always has the
+  8 emotions), described below.
 
 ``classes=8`` (default) uses fercore's canonical order (angry, disgust, fear, happy, sad,
-surprise, neutral, contempt); ``classes=7`` drops contempt: majority drops contempt-labelled
-images, the soft modes drop the contempt column and renormalise (an image left with no votes
-is dropped), multi_target marks the maximum among the 7 remaining emotions (an image left
-with no emotion votes is dropped).
+surprise, neutral, contempt); ``classes=7`` drops contempt after the rules above: majority drops
+contempt-labelled images, the soft modes drop the contempt column and renormalise (an image left
+with no votes is dropped), multi_target drops the contempt mark (an image left with no mark is
+dropped).
 
 ``min_top_probability=p`` keeps only images whose top emotion holds more than ``p`` of the
-(cleaned, emotion-only) vote distribution, e.g. 0.5 for the subset the Ohlsen report trained on.
+(cleaned, emotion-only, ``classes`` columns) vote distribution, e.g. 0.5 for the subset the
+Ohlsen report trained on.
 
 ``meta``: ``usage``, ``index`` (0-based row in fer2013.csv), ``fer2013_label`` (the original
 FER2013 label, canonical index), ``votes`` (``(N, 10)`` raw counts in file column order,
@@ -62,6 +90,8 @@ SOURCE = (f"FER2013 as fer2013.csv ({fer2013.KAGGLE_CHALLENGE}) plus Microsoft's
           f"({FERPLUS_URL})")
 # Column k of the canonical 8 classes takes FERPlus column ORDER[k].
 ORDER = np.array([j for c in range(8) for j, cc in FERPLUS_TO_CANONICAL.items() if cc == c])
+# Canonical index of FERPlus emotion column j (the inverse of ORDER).
+TO_CANONICAL = np.array([FERPLUS_TO_CANONICAL[j] for j in range(8)])
 
 
 def _label_candidates(root: Path) -> list[Path]:
@@ -124,31 +154,76 @@ def _check_join(labels: dict, pixels: dict, label_path: Path, csv_path: Path) ->
             f"{pixels['usage'][k]!r} ({len(bad)} rows disagree); the files must be in the same row order.")
 
 
+N_EMOTIONS = 8  # the first 8 columns of fer2013new.csv; then unknown and NF
+
+
+def _trimmed_distribution(v: np.ndarray) -> np.ndarray | None:
+    """Barsoum's probability/crossentropy votes for one image's cleaned 10 counts, or None (dropped).
+
+    Columns are taken in falling vote order, a whole tie at a time, while the taken votes are
+    under 75% of the total, fewer than 3 classes are taken and unknown/NF has not been reached.
+    """
+    total = v.sum()
+    left = v.copy()
+    taken = np.zeros_like(v)
+    covered, count = 0.0, 0
+    while covered < 0.75 * total and count < 3:
+        level = left.max()
+        hit_non_emotion = False
+        for j in np.flatnonzero(left == level):
+            if j >= N_EMOTIONS:
+                hit_non_emotion = True
+                if taken.sum() == 0:  # unknown/NF leads: the image is dropped below
+                    taken[j] = level
+                break
+            taken[j], left[j] = level, 0
+            covered += level
+            count += 1
+        if hit_non_emotion:
+            break
+    if taken.sum() <= 0.5 * total or count > 3 or taken.argmax() >= N_EMOTIONS:
+        return None
+    return taken[:N_EMOTIONS]
+
+
 def ferplus_targets(votes: np.ndarray, label_mode: str = "majority", classes: int = 8,
                     min_top_probability: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(keep, targets)`` from raw ``votes`` (N, 10) in file column order; see the module doc."""
+    """``(keep, targets)`` from raw ``votes`` (N, 10) in file column order; see the module doc.
+
+    ``targets`` has a row for every image (rows of dropped images are meaningless).
+    """
     if label_mode not in LABEL_MODES:
         raise ValueError(f"unknown label_mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
     classes_for(classes)  # validates 7 or 8
-    v = np.asarray(votes, np.float64).copy()
+    v = np.asarray(votes, np.float64).reshape(-1, len(FERPLUS_COLUMNS)).copy()
     v[v <= 1] = 0  # Barsoum: a single vote is an outlier
     total = v.sum(1)
-    emotions = v[:, ORDER]  # canonical 8-class order
-    top_is_emotion = v.argmax(1) < 8  # argmax picks the first column, so ties favour an emotion
-    keep = (total > 0) & top_is_emotion
+    keep = total > 0
     if label_mode == "majority":
-        top = emotions.argmax(1)
-        keep &= emotions.max(1) > 0.5 * total
+        top = v.argmax(1)
+        keep &= (v.max(1) > 0.5 * total) & (top < N_EMOTIONS)
+        targets = np.full(len(v), -1, np.int64)
+        targets[keep] = TO_CANONICAL[top[keep]]
         if classes == 7:
-            keep &= top != 7
-        targets = top.astype(np.int64)
+            keep &= targets != 7
     else:
-        emotions = emotions[:, :classes]
+        if label_mode == "multi_target":
+            marked = np.where(v >= 0.3 * total[:, None], v, 0.0)
+            keep &= (marked.sum(1) > 0.5 * total) & (marked.argmax(1) < N_EMOTIONS)
+            emotions = (marked[:, :N_EMOTIONS] > 0).astype(np.float64)
+        else:
+            rows, inverse = np.unique(v, axis=0, return_inverse=True)  # many images share a vote row
+            trimmed = [_trimmed_distribution(r) for r in rows]
+            row_kept = np.array([t is not None for t in trimmed], bool)
+            row_dist = np.array([np.zeros(N_EMOTIONS) if t is None else t for t in trimmed]).reshape(-1, N_EMOTIONS)
+            inverse = inverse.reshape(-1)
+            keep &= row_kept[inverse]
+            emotions = row_dist[inverse]
+        emotions = emotions[:, ORDER][:, :classes]  # canonical order; classes=7 drops contempt
         sums = emotions.sum(1)
         keep &= sums > 0
         if label_mode == "multi_target":
-            targets = (emotions == emotions.max(1, keepdims=True)) & (emotions > 0)
-            targets = targets.astype(np.float32)
+            targets = emotions.astype(np.float32)
         else:
             targets = (emotions / np.where(sums > 0, sums, 1)[:, None]).astype(np.float32)
     if min_top_probability is not None:
