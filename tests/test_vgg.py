@@ -25,8 +25,19 @@ def test_layers_follow_the_report():
 
 def test_parameter_count():
     pairs = [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 128), (128, 256), (256, 256), (256, 256)]
-    expected = sum(conv(a, b) for a, b in pairs) + (2304 * 1024 + 1024) + (1024 * 7 + 7)
-    assert sum(p.numel() for p in create_model("vgg_fer").parameters()) == expected
+    plain = sum(conv(a, b) for a, b in pairs) + (2304 * 1024 + 1024) + (1024 * 7 + 7)
+    assert sum(p.numel() for p in create_model("vgg_fer", batch_norm=False).parameters()) == plain == 4_276_839
+    batch_norm = sum(2 * b for _, b in pairs)  # a scale and a shift per channel
+    assert sum(p.numel() for p in create_model("vgg_fer").parameters()) == plain + batch_norm
+
+
+def test_batch_norm_follows_every_conv_and_can_be_switched_off():
+    layers = list(create_model("vgg_fer").features)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    assert all(isinstance(layers[i + 1], nn.BatchNorm2d) and isinstance(layers[i + 2], nn.ReLU) for i in convs)
+    plain = list(create_model("vgg_fer", batch_norm=False).features)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain)
+    assert all(isinstance(plain[i + 1], nn.ReLU) for i, m in enumerate(plain) if isinstance(m, nn.Conv2d))
 
 
 def test_output_and_dropout_obeys_eval():
