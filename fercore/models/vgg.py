@@ -16,6 +16,10 @@ What differs from the report, and why:
   (at 1e-4 as well); with batch norm it leaves chance within a few hundred steps.
 - Dropout (0.5) before each FC layer, which the report does not list, against the 2.4 M-weight
   FC layer's memorising.
+- The ``smoke`` recipe uses Adam at 3e-4 for 10 epochs of 1,200 faces. At the report's 1e-3 the
+  network kept predicting one class for all 16 epochs of 1,200 synthetic faces at batch 32
+  (validation 19-25%); at 3e-4 it left chance by epoch 4-6 for seeds 0, 1 and 2 (validation
+  70-75% after 10 epochs). ``standard`` and ``full`` keep the report's 1e-3.
 
 Pass ``batch_norm=False, dropout=0`` for the report's plain network.
 """
@@ -71,7 +75,8 @@ _AUG = dict(crop_padding=4, hflip=True, rotate=10.0)
 
 
 @register_model(recipes={
-    "smoke": Recipe(epochs=8, batch_size=32, lr=1e-3, train_subset=1200, val_subset=700, monitor="val_loss", augment=_AUG),
+    # smoke: lr 3e-4, not the report's 1e-3 (see the module docstring)
+    "smoke": Recipe(epochs=10, batch_size=32, lr=3e-4, train_subset=1200, val_subset=700, monitor="val_loss", augment=_AUG),
     "standard": Recipe(epochs=25, batch_size=64, lr=1e-3, patience=6, monitor="val_loss", augment=_AUG),
     "full": Recipe(epochs=100, batch_size=128, lr=1e-3, patience=10, monitor="val_loss", augment=_AUG),
 })
