@@ -197,3 +197,27 @@ def paper_table(paper: dict, runs) -> list[dict]:
                          "command": f"python -m fercore {verb} --model {model} --dataset {dataset} --data-root DATA "
                                     f"--scale standard --out runs/{model}_{dataset}"})
     return rows
+
+
+def reference_runs(pattern: str, folder="results") -> dict[str, dict]:
+    """The stored reference runs matching ``pattern`` in ``folder`` (each a ``metrics.json``), by file name.
+
+    Notebooks keep the runs too long for a smoke run in ``notebooks/results/``; this reads them
+    in name order and names the file whose JSON is broken or lacks what a metrics.json holds.
+    """
+    runs = {}
+    for path in sorted(Path(folder).glob(pattern)):
+        try:
+            m = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); expected the metrics.json a fercore run wrote") from e
+        missing = [k for k in ("model", "dataset", "command", "val", "history") if k not in m]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}; expected the metrics.json a fercore run wrote")
+        runs[str(path)] = m
+    return runs
+
+
+def recipe_label(metrics: dict) -> str:
+    """How a run changed its recipe, as typed on the command line (``class_weights=balanced``), else "recipe as is"."""
+    return ", ".join(f"{k}={v}" for k, v in (metrics.get("recipe_args") or {}).items()) or "recipe as is"

@@ -74,3 +74,29 @@ def test_recipe_arg_on_the_command_line_weights_classes_and_is_recorded(tmp_path
                  "--recipe-arg", "epoch=3"]) == 2
     assert "unknown recipe field 'epoch'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def _metrics(**kw):
+    return {"model": "vgg_fer", "dataset": "fer2013", "command": "cmd", "val": {"accuracy": 0.5}, "history": [], **kw}
+
+
+def test_reference_runs_in_name_order_filtered_by_pattern(tmp_path):
+    from fercore.experiment import recipe_label, reference_runs
+    (tmp_path / "01_b_fer2013.json").write_text(json.dumps(_metrics(recipe_args={"class_weights": "balanced"})))
+    (tmp_path / "01_a_fer2013.json").write_text(json.dumps(_metrics()))
+    (tmp_path / "02_a_fer2013.json").write_text(json.dumps(_metrics(model="deep_emotion")))
+    runs = reference_runs("01_*fer2013*.json", tmp_path)
+    assert [p.rsplit("/", 1)[-1] for p in runs] == ["01_a_fer2013.json", "01_b_fer2013.json"]
+    assert [recipe_label(m) for m in runs.values()] == ["recipe as is", "class_weights=balanced"]
+    assert recipe_label(_metrics(recipe_args={"lr": 0.0003, "augment.rotate": 0})) == "lr=0.0003, augment.rotate=0"
+    assert reference_runs("03_*.json", tmp_path) == {}
+
+
+def test_reference_runs_name_a_broken_or_foreign_file(tmp_path):
+    from fercore.experiment import reference_runs
+    (tmp_path / "01_broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"01_broken\.json is not valid JSON"):
+        reference_runs("01_*.json", tmp_path)
+    (tmp_path / "01_broken.json").write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(ValueError, match=r"01_broken\.json lacks model, dataset, command, val, history"):
+        reference_runs("01_*.json", tmp_path)

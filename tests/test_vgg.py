@@ -63,7 +63,6 @@ def test_recipe_selects_and_stops_on_validation_loss(tmp_path):
     assert trainer.best_epoch == best["epoch"]
 
 
-
 @pytest.mark.slow
 def test_smoke_recipe_leaves_chance_on_the_offline_ferplus(tmp_path):
     # Notebook 01's smoke lesson needs a network that has learned something. At the report's lr 1e-3
@@ -74,6 +73,7 @@ def test_smoke_recipe_leaves_chance_on_the_offline_ferplus(tmp_path):
     one_class = torch.bincount(val.targets).max().item() / len(val)  # accuracy of always answering the commonest
     assert metrics["val"]["accuracy"] > one_class + 0.2
     assert min(metrics["val"]["per_class_recall"][c] for c in ("happy", "surprise", "neutral")) > 0.3
+
 
 # ---------------------------------------------------------------- vgg13_ferplus (Barsoum et al. 2016)
 
