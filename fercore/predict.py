@@ -11,9 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn as nn
 
+from .data.images import SIZE as FACE_SIZE
 from .faces import faces_in, read_image
 from .train import Trainer
+from .transforms import predict_proba
 
 # A 640x480 JPEG of one synthetic happy face, shipped with the package so that notebooks and
 # tests can run the whole pipeline offline; written by ``synthetic_photo`` (see its docstring).
@@ -34,16 +37,24 @@ def synthetic_photo(expression: str = "happy", character: int = 2) -> np.ndarray
     return image
 
 
-def predict_image(trainer: Trainer, path, classes, method: str = "auto") -> dict:
-    """Faces in the image at ``path`` with their boxes, labels and probabilities."""
+def predict_image(model: nn.Module, path, classes, method: str = "auto", face_size: int = FACE_SIZE) -> dict:
+    """Faces in the image at ``path`` with their boxes, labels and probabilities.
+
+    ``model``: a trained model (``fercore.train.load_model``), on any device. Faces are aligned
+    at ``face_size`` px in grey, the form of every dataset's images, so that a face from a photo
+    looks like those the model was trained on; ``fercore.transforms.predict_proba`` then gives
+    it to the model exactly as the Trainer does (crop or resize, channels, normalisation).
+    """
+    if isinstance(model, Trainer):  # cli.py still passes a Trainer; this line goes when it passes the model
+        model = model.model
     image = read_image(path)
-    found = faces_in(image, method=method, size=trainer.input_hw[0] if trainer.input_hw else 48)
+    found = faces_in(image, method=method, size=face_size)
     result = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": []}
     if not found:
         result["message"] = f"no face found in {path}"
         return result
     faces = torch.from_numpy(np.stack([f["face"] for f in found]))[:, None]  # (N, 1, s, s) uint8
-    probs = trainer.predict_proba(faces)
+    probs = predict_proba(model, faces)
     for f, p in zip(found, probs):
         b = f["box"]
         result["faces"].append({"box": [b.left, b.top, b.right, b.bottom], "detector": b.method,

@@ -1,22 +1,25 @@
 """Trainer: fit, evaluate, checkpoints, resume, history, in one loop you can read in a sitting.
 
 The data path is the point (DESIGN.md, principle 1): a dataset's uint8 ``images`` and its
-``targets`` move to the device once; each batch is indexed there, scaled to [0, 1],
-augmented as a whole batch, centre-cropped to the model's input size, normalised and fed to
-the model. No DataLoader workers, no per-sample Python.
+``targets`` move to the device once; each batch is indexed there and turned into the model's
+input by ``fercore.transforms.ModelInput`` (the one model-input path: [0, 1], the batched
+augmentation, the crop to the model's input size, normalisation). No DataLoader workers, no
+per-sample Python.
 
-Under ``torchrun`` (``WORLD_SIZE > 1``) the same code runs with DistributedDataParallel: each
-process trains on a disjoint share of every epoch's permutation, metrics are summed across
-processes, and only rank 0 writes files and shows progress bars.
+Constructing a Trainer changes nothing outside it: ``fit`` seeds the global RNGs (on a fresh
+run; a resumed one restores them) and, under ``torchrun`` (``WORLD_SIZE > 1``), joins the
+process group (``fercore.runs.init_distributed``) and wraps the model in
+DistributedDataParallel: each process trains on a disjoint share of every epoch's
+permutation, metrics are summed across processes, and only rank 0 writes files and shows
+progress bars.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
+import math
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +29,13 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .data.augment import build_augment, center_crop, tta_views
+from . import runs
+from .data.augment import build_augment
 from .metrics import confusion_matrix, metrics_from_confusion
+from .transforms import ModelInput, as_images, predict_logits
 
 MONITORS = ("val_accuracy", "val_macro_f1", "val_loss")
+FORMAT_VERSION = 1  # of the checkpoint dict; bump it when its layout changes, and say how to read the old one
 
 
 def seed_everything(seed: int) -> None:
@@ -40,22 +46,23 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device="auto") -> torch.device:
-    """``"auto"`` picks this process's GPU when there is one (``LOCAL_RANK`` under torchrun), else the CPU."""
+    """``"auto"`` picks this process's GPU when there is one (``LOCAL_RANK`` under torchrun), else the CPU.
+
+    Asking for a device this machine lacks (``"cuda"`` without a GPU) is a ValueError that says so.
+    """
     if device == "auto":
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return torch.device(f"cuda:{runs.local_rank()}" if torch.cuda.is_available() else "cpu")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was asked for, but this machine has no usable CUDA GPU "
+                             "(torch.cuda.is_available() is False); use cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 class Trainer:
@@ -65,25 +72,27 @@ class Trainer:
     and ``ReduceLROnPlateau``; ``mode=None`` means ``"min"`` for losses, else ``"max"``.
     ``callbacks`` are called as ``cb(trainer, record)`` after each epoch (rank 0 only).
     ``config`` (JSON-like values) is stored in every checkpoint beside the model's name.
+    ``sync_bn`` turns batch norm into SyncBatchNorm under torchrun (torch supports it on GPUs
+    only), so that the statistics come from the global batch rather than each process's share.
     """
 
     sync_every = 20  # batches between host syncs (NaN check, progress bar): fewer syncs keep a GPU busy
+    # A training loss above explode_factor * log K (K classes; log K is the cross-entropy of a uniform guess)
+    # has diverged, finite or not: 1e4 * log 7 = 19459. A working run never comes near it, and a
+    # diverging one passes it within a few batches (SGD at lr=100 reaches 1e18).
+    explode_factor = 1e4
 
     def __init__(self, model: nn.Module, loss=None, optimizer=None, scheduler=None, augment=None, device="auto", *,
                  out_dir=None, batch_size=64, eval_batch_size=512, monitor="val_accuracy", mode=None, patience=None,
-                 amp=True, seed=0, channels_last=True, progress=True, callbacks=(), config=None):
+                 amp=True, seed=0, channels_last=True, sync_bn=False, progress=True, callbacks=(), config=None):
         if monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {MONITORS} (checkpoints are chosen on validation only), got {monitor!r}")
-        self.world, self.rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+        self.world, self.rank = runs.world_size(), runs.rank()  # read from the environment; nothing is joined yet
         self.device = resolve_device(device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if self.world > 1 and self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.seed = seed
-        seed_everything(seed + self.rank)  # ranks differ in dropout and augmentation, not in the permutation
+        self.seed, self.sync_bn = seed, sync_bn
         self.model = model.to(self.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.net = self.model  # becomes the DistributedDataParallel wrapper in fit under torchrun
+        self.input = ModelInput(self.model, self.device, channels_last)
         self.loss = loss if loss is not None else nn.CrossEntropyLoss()
         if isinstance(self.loss, nn.Module):  # class weights are a buffer of the loss
             self.loss = self.loss.to(self.device)
@@ -95,13 +104,10 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         cfg = getattr(model, "default_cfg", {}) or {}
-        self.input_hw = tuple(cfg["input_size"][-2:]) if "input_size" in cfg else None
-        self.mean = torch.tensor(cfg.get("mean", (0.5,)), device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(cfg.get("std", (0.5,)), device=self.device).view(1, -1, 1, 1)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.monitor, self.mode, self.patience = monitor, mode or ("min" if "loss" in monitor else "max"), patience
-        self.channels_last, self.callbacks = channels_last, list(callbacks)
+        self.callbacks = list(callbacks)
         self.show = progress and self.rank == 0
         try:  # round-trip through JSON now, so that checkpoints always load with weights_only=True
             self.config = json.loads(json.dumps({**(config or {}), "model_name": getattr(model, "model_name", None),
@@ -132,19 +138,23 @@ class Trainer:
         trainer.scheduler = build_scheduler(trainer.optimizer, recipe, trainer.mode)
         return trainer
 
-    # ---------------------------------------------------------------- data path
-    def _prepare(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """uint8 batch on the device -> the model's input: [0, 1], augmented (train), cropped, normalised."""
-        x = x.float().div_(255)
-        if train and self.augment is not None:
-            x = self.augment(x, generator=self.generator)
-        if self.input_hw and tuple(x.shape[-2:]) != self.input_hw:
-            x = center_crop(x, self.input_hw[0])
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        """The model's input height and width (None for a module without ``default_cfg``)."""
+        return self.input.input_hw
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+    # ---------------------------------------------------------------- distributed
+    def _join(self) -> None:
+        """Under torchrun: join the process group once and wrap the model in DistributedDataParallel once."""
+        self.world = runs.init_distributed(self.device)
+        if self.world == 1 or self.net is not self.model:
+            return
+        if self.sync_bn:
+            if self.device.type != "cuda":
+                raise ValueError("sync_bn=True: torch's SyncBatchNorm runs on GPUs only; on CPUs each process "
+                                 "normalises with the statistics of its own share of the batch")
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # keeps the optimizer's parameters
+        self.net = nn.parallel.DistributedDataParallel(self.model)
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
@@ -152,6 +162,22 @@ class Trainer:
         return t
 
     # ---------------------------------------------------------------- training
+    def _check_loss(self, losses: torch.Tensor, start: int, limit: float, n_batches: int) -> None:
+        """Raise FloatingPointError for the first non-finite or exploded loss of batches ``start``, ``start + 1``, ...
+
+        One host sync; called every ``sync_every`` batches.
+        """
+        bad = (~torch.isfinite(losses) | (losses > limit)).nonzero()
+        if not len(bad):
+            return
+        i = bad[0, 0].item()
+        value = losses[i].item()
+        what = (f"training loss exploded to {value:.3g} (over {self.explode_factor:g} x log K = {limit:.0f})"
+                if math.isfinite(value) else f"non-finite training loss ({value})")
+        saved = f"; {self.out_dir / 'last.pt'} still holds epoch {self.epoch}" if self.out_dir and self.epoch else ""
+        raise FloatingPointError(f"{what} at epoch {self.epoch + 1}, batch {start + i + 1} of {n_batches}{saved}. "
+                                 "Try a lower learning rate, amp=False, or check the data and the loss.")
+
     def _train_epoch(self, images: torch.Tensor, targets: torch.Tensor) -> dict:
         self.net.train()
         n = len(images)
@@ -161,10 +187,11 @@ class Trainer:
         batches = perm[: n - n % self.world][self.rank::self.world].split(self.batch_size)
         losses = torch.zeros(len(batches), device=self.device)
         correct = torch.zeros((), device=self.device)
+        limit, checked = None, 0
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.show)
         for b, idx in enumerate(bar):
-            x, y = self._prepare(images[idx], train=True), targets[idx]
-            with self._autocast():
+            x, y = self.input(images[idx], self.augment, self.generator), targets[idx]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.net(x)
                 loss = self.loss(logits, y)
                 # A model's own regulariser (Deep-Emotion's L2 on its FC weights) is optimised but not
@@ -176,15 +203,14 @@ class Trainer:
             self.scaler.update()
             losses[b] = loss.detach()
             correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum()
+            limit = limit or self.explode_factor * math.log(max(logits.shape[1], 2))
             if (b + 1) % self.sync_every == 0 or b + 1 == len(batches):
-                bad = (~torch.isfinite(losses[: b + 1])).nonzero()
-                if len(bad):
-                    saved = f"; {self.out_dir / 'last.pt'} still holds epoch {self.epoch}" if self.out_dir and self.epoch else ""
-                    raise FloatingPointError(
-                        f"non-finite training loss ({losses[bad[0, 0]].item()}) at epoch {self.epoch + 1}, batch "
-                        f"{bad[0, 0].item() + 1} of {len(batches)}{saved}. "
-                        "Try a lower learning rate, amp=False, or check the data and the loss.")
+                self._check_loss(losses[checked: b + 1], checked, limit, len(batches))
+                checked = b + 1
                 bar.set_postfix(loss=f"{losses[b].item():.3f}")
+        if self.world > 1:  # DDP keeps the weights equal; make the batch-norm statistics rank 0's (the saved ones) too
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         sizes = torch.tensor([len(i) for i in batches], device=self.device, dtype=torch.float)
         totals = self._all_reduce(torch.stack([(losses * sizes).sum(), correct.float(), sizes.sum()]))
         return {"train_loss": (totals[0] / totals[2]).item(), "train_accuracy": (totals[1] / totals[2]).item(),
@@ -195,14 +221,20 @@ class Trainer:
 
         ``resume=True`` continues from ``out_dir/last.pt`` when it exists (else starts fresh);
         a path resumes from that checkpoint. ``best.pt`` is the epoch with the best
-        ``monitor`` on ``val``; without ``val`` it is simply the last epoch.
+        ``monitor`` on ``val``; without ``val`` it is simply the last epoch. A fresh run seeds
+        Python, NumPy and torch with ``seed + rank`` (ranks differ in dropout and augmentation,
+        not in the permutation). When ``fit`` returns, every rank sees the files rank 0 wrote.
         """
         if resume is True and self.out_dir is None:
             raise ValueError("resume=True reads out_dir/last.pt, but this Trainer has no out_dir")
+        self._join()
         if resume:
             path = self.out_dir / "last.pt" if resume is True else Path(resume)
             if resume is not True or path.exists():
                 self._load(path)
+        if self.epoch == 0:
+            seed_everything(self.seed + self.rank)
+            self.generator.manual_seed(self.seed + self.rank)
         self.config["classes"], self.stopped_early = list(train.classes), False
         images, targets = train.images.to(self.device), train.targets.to(self.device)
         epoch_bar = tqdm(range(self.epoch, epochs), desc="fit", disable=not self.show)
@@ -236,23 +268,17 @@ class Trainer:
             if val is not None and self.patience and self.epoch - self.best_epoch >= self.patience:
                 self.stopped_early = True
                 break
+        runs.barrier()  # rank 0 may still be writing best.pt, which the others read next
         return self.history
 
     # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def _logits(self, images: torch.Tensor, tta=None, batch_size=None) -> torch.Tensor:
-        """Float logits ``(N, K)`` of uint8 ``images``; TTA views are combined by averaging logits."""
-        self.model.eval()
-        out = []
-        for chunk in images.split(batch_size or self.eval_batch_size):
-            views = tta_views(chunk.to(self.device), tta, self.input_hw[0] if self.input_hw else None)  # (B, V, C, s, s)
-            with self._autocast():
-                logits = self.model(self._prepare(views.flatten(0, 1)))
-            out.append(logits.float().view(len(chunk), views.shape[1], -1).mean(1))
-        return torch.cat(out)
+        return predict_logits(self.model, images, tta, batch_size or self.eval_batch_size, model_input=self.input,
+                              amp_dtype=self.amp_dtype)
 
     def evaluate(self, dataset, tta=None, batch_size=None) -> dict:
         """``classification_metrics`` of ``dataset`` plus its mean ``loss`` (summed across ranks)."""
+        self._join()
         shard = torch.arange(self.rank, len(dataset), self.world)
         logits = self._logits(dataset.images[shard], tta, batch_size)
         targets = dataset.targets[shard].to(self.device)
@@ -264,11 +290,8 @@ class Trainer:
         return metrics
 
     def predict_proba(self, images, tta=None, batch_size=None) -> torch.Tensor:
-        """Class probabilities ``(N, K)`` (CPU float) of uint8 images ``(N, C, H, W)``."""
-        images = torch.as_tensor(images)
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"expected uint8 images (N, C, H, W) with values 0..255, got {images.dtype} {tuple(images.shape)}")
-        return self._logits(images, tta, batch_size).softmax(1).cpu()
+        """Class probabilities ``(N, K)`` (CPU float): ``fercore.transforms.predict_proba`` on this Trainer's device."""
+        return self._logits(as_images(images, "predict_proba"), tta, batch_size).softmax(1).cpu()
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -276,35 +299,40 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"format_version": FORMAT_VERSION, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best_metric": self.best_metric,
                 "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode,
                 "history": self.history, "rng": rng, "config": self.config}
 
     def _write(self, improved: bool) -> None:
-        """last.pt every epoch, best.pt when the monitored metric improved, history as CSV and JSON."""
+        """last.pt every epoch, best.pt when the monitored metric improved, history as CSV and JSON (rank 0 only)."""
         if self.out_dir is None or self.rank != 0:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
-        _atomic_write(self.out_dir / "last.pt", buf.getvalue())
+        runs.atomic_write(self.out_dir / "last.pt", buf.getvalue())
         if improved:
-            _atomic_write(self.out_dir / "best.pt", buf.getvalue())
-        _atomic_write(self.out_dir / "history.json", json.dumps(self.history, indent=1).encode())
+            runs.atomic_write(self.out_dir / "best.pt", buf.getvalue())
+        runs.write_json(self.out_dir / "history.json", self.history, indent=1)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(self.history[0]))
         writer.writeheader()
         writer.writerows(self.history)
-        _atomic_write(self.out_dir / "history.csv", text.getvalue().encode())
+        runs.atomic_write(self.out_dir / "history.csv", text.getvalue().encode())
 
     def _load(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt["scheduler"] is not None:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+        """Resume from ``path``: weights, optimizer, scheduler, scaler, counters, history and RNG streams."""
+        ckpt = read_checkpoint(path, self.device, need=RESUME_KEYS)
+        load_weights(self.model, ckpt["model"], path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and ckpt["scheduler"] is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"{path}: its optimizer or scheduler state does not fit this Trainer's ({err})") from err
         if ckpt["scaler"]:  # empty when saved without fp16 scaling
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.best_epoch, self.best_metric = ckpt["epoch"], ckpt["best_epoch"], ckpt["best_metric"]
@@ -320,8 +348,66 @@ class Trainer:
 
     def load_best(self) -> nn.Module:
         """Load ``out_dir/best.pt``'s weights into the model (e.g. before the one test-set evaluation)."""
-        self.model.load_state_dict(torch.load(self.out_dir / "best.pt", map_location=self.device, weights_only=True)["model"])
+        runs.barrier()  # under torchrun, wait until rank 0 has written it
+        path = self.out_dir / "best.pt"
+        load_weights(self.model, read_checkpoint(path, self.device)["model"], path)
         return self.model
+
+
+# ---------------------------------------------------------------- reading checkpoints
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_epoch", "best_metric", "history", "rng")
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
+
+
+def read_checkpoint(path, device="cpu", need=("model",)) -> dict:
+    """The one checkpoint reader: ``torch.load(weights_only=True)`` with one-line errors that name the file.
+
+    A missing file is a FileNotFoundError; a truncated or foreign file, one without the
+    ``need``-ed entries, or one of an unknown ``format_version`` is a ValueError. A file
+    without ``format_version`` (written before the key existed) has version 1's layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # zip, pickle and weights-only errors all mean: not a file we wrote, or not all of it
+        raise ValueError(f"{path} is not a checkpoint fercore can read, or is truncated "
+                         f"({type(err).__name__}: {_first_line(err)})") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path} is not a fercore Trainer checkpoint: it has no 'model' entry")
+    version = ckpt.get("format_version", 1)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format_version {version!r}, but this fercore reads version "
+                         f"{FORMAT_VERSION} only (was it written by another fercore version?)")
+    missing = [k for k in need if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: it is not a checkpoint a Trainer can resume from")
+    return ckpt
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def load_weights(model: nn.Module, state: dict, path) -> None:
+    """``model.load_state_dict(state)``, or a one-line ValueError naming the model and the first differing shapes."""
+    own = model.state_dict()
+    shapes = [f"{k} {list(state[k].shape)} in the file, {list(v.shape)} in the model"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if shapes or missing or unexpected:
+        name = getattr(model, "model_name", None) or type(model).__name__
+        kwargs = getattr(model, "model_kwargs", None)
+        parts = ([f"shapes differ: {_few(shapes)}"] if shapes else []) + \
+                ([f"missing from the file: {_few(missing)}"] if missing else []) + \
+                ([f"not in the model: {_few(unexpected)}"] if unexpected else [])
+        raise ValueError(f"{path} holds weights for another architecture than {name}"
+                         f"{f'({kwargs})' if kwargs else ''}: {'; '.join(parts)}")
+    model.load_state_dict(state)
 
 
 def load_model(checkpoint_path, device="cpu") -> nn.Module:
@@ -329,21 +415,17 @@ def load_model(checkpoint_path, device="cpu") -> nn.Module:
     from .models import create_model
 
     path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # pickle, zip and weights-only errors all mean: not our file
-        raise ValueError(f"{path} is not a checkpoint fercore can read ({type(err).__name__}: {err})") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{path} is not a fercore Trainer checkpoint: it has no 'model' entry")
+    ckpt = read_checkpoint(path, device)
     cfg = ckpt.get("config") or {}
     if not cfg.get("model_name"):
         raise ValueError(f"{checkpoint_path} does not name its model (config['model_name'] is missing): it was "
                          "trained on a model not built by fercore.models.create_model; build that model yourself "
                          "and load_state_dict(torch.load(path, weights_only=True)['model']).")
-    model = create_model(cfg["model_name"], **cfg.get("model_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = create_model(cfg["model_name"], **cfg.get("model_kwargs", {}))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path} names a model this fercore cannot build: {_first_line(err)}") from err
+    load_weights(model, ckpt["model"], path)
     return model.to(device).eval()
 
 

@@ -79,10 +79,10 @@ def test_missing_or_unreadable_file_is_named(checkpoint, photos, capsys, name):
 def uploader(checkpoint):
     import matplotlib
     matplotlib.use("Agg")
-    from fercore.train import Trainer, load_model
+    from fercore.train import load_model
     from fercore.viz.widgets import PredictUpload
 
-    return PredictUpload(Trainer(load_model(checkpoint), device="cpu", progress=False), EMOTIONS_7)
+    return PredictUpload(load_model(checkpoint), EMOTIONS_7)
 
 
 def test_bundled_sample_photo_is_the_documented_synthetic_face(uploader):

@@ -3,19 +3,23 @@ checkpoints, history files, TTA, a learnable toy problem, recipes, and DDP under
 import csv
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from fercore.data.augment import BatchAugment, build_augment
 from fercore.data.base import FERDataset
 from fercore.models import create_model
 from fercore.recipes import Recipe
-from fercore.train import Trainer, load_model
+from fercore.train import Trainer, load_model, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_accuracy", "train_images", "img_per_s", "val_loss",
@@ -65,6 +69,32 @@ def scripted_validation(t: Trainer, key: str, values: list[float]) -> None:
     """Replace the monitored validation number by a scripted sequence, one value per epoch."""
     real = t.evaluate
     t.evaluate = lambda dataset, **kw: {**real(dataset, **kw), key: values[t.epoch]}
+
+
+# ---------------------------------------------------------------- no side effects until fit
+def test_constructing_a_trainer_leaves_the_global_rngs_and_the_process_group_alone(monkeypatch):
+    model = tiny_model()
+    random.seed(11)
+    np.random.seed(12)
+    torch.manual_seed(13)
+    before = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():  # as torchrun sets them
+        monkeypatch.setenv(key, value)
+    for _ in range(2):  # e.g. a Trainer built only to evaluate, then another
+        Trainer(model, device="cpu", seed=5, progress=False)
+    assert random.getstate() == before[0] and np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2]) and torch.initial_seed() == 13
+    assert not dist.is_initialized()
+
+
+def test_fit_seeds_the_run_whatever_the_caller_did_after_building_the_trainer():
+    a = trainer(seed=7)  # tiny_model has dropout: the global torch RNG shapes the run
+    a.fit(toy(64), epochs=1)
+    b = trainer(seed=7)
+    torch.manual_seed(99)
+    random.seed(99)
+    b.fit(toy(64), epochs=1)
+    assert same_weights(a.model.state_dict(), b.model.state_dict()) and torch.initial_seed() == 7
 
 
 # ---------------------------------------------------------------- resume
@@ -162,6 +192,30 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1
 
 
+class PlusConstant(nn.Module):
+    """Cross-entropy plus a constant: a finite loss as large as we like."""
+
+    def __init__(self, constant):
+        super().__init__()
+        self.constant = constant
+
+    def forward(self, logits, y):
+        return nn.functional.cross_entropy(logits, y) + self.constant
+
+
+def test_a_loss_that_explodes_without_nan_stops_like_a_nan(tmp_path):
+    model = tiny_model()
+    sgd = torch.optim.SGD(model.parameters(), lr=100, momentum=0.9)  # the issue's run: loss 6e18, never NaN
+    with pytest.raises(FloatingPointError, match=r"training loss exploded to \S+ \(over 10000 x log K = 13863\) "
+                                                 r"at epoch 1, batch \d of 7\. Try a lower learning rate"):
+        trainer(tmp_path, model, optimizer=sgd).fit(toy(), epochs=3)
+    assert not (tmp_path / "last.pt").exists()
+    # The bound is 1e4 x log K (13863 for K = 4): a loss of 10001 is bad but finite training, 20001 is not.
+    assert trainer(loss=PlusConstant(1e4)).fit(toy(64), epochs=1)[0]["train_loss"] > 1e4
+    with pytest.raises(FloatingPointError, match="exploded to 2e\\+04"):
+        trainer(loss=PlusConstant(2e4)).fit(toy(64), epochs=1)
+
+
 # ---------------------------------------------------------------- checkpoints, history, load_model
 def test_checkpoint_loads_weights_only_and_load_model_rebuilds_the_model(tmp_path):
     train = toy()
@@ -218,13 +272,14 @@ def test_evaluate_and_predict_with_tta_and_a_smaller_model_input():
         assert p.shape == (50, 4) and torch.allclose(p.sum(1), torch.ones(50))
     # the views really are what they claim: centre 40x40, and flip = the mean of the logits of it and its mirror
     x = (data.images[:8, :, 4:44, 4:44].float() / 255 - 0.5) / 0.5
+    model.eval()  # as predict_proba runs it (and then puts it back in the mode it was in)
     with torch.no_grad():
         plain, mirrored = model(x), model(x.flip(-1))
     assert torch.allclose(t.predict_proba(data.images[:8]), plain.softmax(1), atol=1e-5)
     assert torch.allclose(t.predict_proba(data.images[:8], tta="flip"), ((plain + mirrored) / 2).softmax(1), atol=1e-5)
     with pytest.raises(ValueError, match="TTA mode"):
         t.evaluate(data, tta="five_crop")
-    with pytest.raises(ValueError, match="uint8 images"):
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
         t.predict_proba(data.images.float())
 
 
@@ -296,6 +351,72 @@ def test_load_model_names_a_missing_or_foreign_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt is not a fercore Trainer checkpoint"):
         load_model(tmp_path / "other.pt")
+
+
+def test_checkpoints_carry_a_format_version_and_an_unknown_one_is_refused(tmp_path):
+    trainer(tmp_path).fit(toy(64), epochs=1)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["format_version"] == 1
+    torch.save({**ckpt, "format_version": 99}, tmp_path / "future.pt")
+    for load in (load_model, lambda path: trainer(tmp_path).fit(toy(64), epochs=2, resume=path)):
+        with pytest.raises(ValueError, match=r"future\.pt has checkpoint format_version 99, but this fercore reads "
+                                             r"version 1 only"):
+            load(tmp_path / "future.pt")
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_truncated_foreign_and_wrong_architecture_checkpoints_are_one_line_errors(tmp_path):
+    trainer(tmp_path).fit(toy(64), epochs=1)
+    last = tmp_path / "last.pt"
+    data = last.read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    ckpt = torch.load(last, weights_only=True)
+    ckpt["config"]["model_kwargs"]["width"] = 16  # the file's weights are width 8
+    torch.save(ckpt, tmp_path / "wide.pt")
+
+    def resume(path, model=None):
+        return lambda: trainer(tmp_path / "new", model).fit(toy(64), epochs=2, resume=path)
+
+    for call in (lambda: load_model(tmp_path / "half.pt"), resume(tmp_path / "half.pt")):
+        assert "half.pt is not a checkpoint fercore can read, or is truncated" in one_line_error(call)
+    for call in (lambda: load_model(tmp_path / "other.pt"), resume(tmp_path / "other.pt")):
+        assert "other.pt is not a fercore Trainer checkpoint" in one_line_error(call)
+    shapes = (r"holds weights for another architecture than simple_cnn\(\{'num_classes': 4, 'width': 16\}\): "
+              r"shapes differ: features\.0\.0\.weight \[8, 1, 3, 3\] in the file, \[16, 1, 3, 3\] in the model, .* and \d+ more")
+    assert re.search("wide.pt " + shapes, one_line_error(lambda: load_model(tmp_path / "wide.pt")))
+    wider = create_model("simple_cnn", num_classes=4, width=16)
+    assert re.search("last.pt " + shapes, one_line_error(resume(last, wider)))
+    t = trainer(tmp_path, wider)
+    assert re.search("best.pt " + shapes, one_line_error(t.load_best))
+    torch.save({"model": ckpt["model"]}, tmp_path / "weights_only.pt")
+    assert "weights_only.pt lacks optimizer, scheduler" in one_line_error(resume(tmp_path / "weights_only.pt"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_asking_for_a_device_the_machine_lacks_is_a_clear_error():
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"device '{device}' was asked for, but this machine has no usable CUDA GPU"):
+            resolve_device(device)
+    with pytest.raises(ValueError, match="unknown device 'gpu'; use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+
+
+def test_checkpoints_and_history_go_through_the_one_atomic_writer(tmp_path, monkeypatch):
+    from fercore import runs
+
+    written, real = [], runs.atomic_write
+    monkeypatch.setattr(runs, "atomic_write", lambda path, data: (written.append(Path(path).name), real(path, data)))
+    trainer(tmp_path).fit(toy(64), epochs=2)
+    assert sorted(written) == sorted(["last.pt", "best.pt", "history.json", "history.csv"] * 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(written))  # nothing written another way
 
 
 # ---------------------------------------------------------------- class imbalance

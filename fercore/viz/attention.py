@@ -4,7 +4,8 @@ The attribution maps come from captum (``Occlusion``, ``Saliency``); this module
 the model's input exactly as the Trainer does, picks the class to explain, and draws the
 maps over the faces. Every function accepts uint8 images ``(N, C, H, W)`` as a FERDataset
 holds them (or floats in [0, 1]) and returns maps in the coordinates of the *model's
-input*: the centre crop to ``model.default_cfg["input_size"]``, as in ``Trainer._prepare``.
+input* (``fercore.transforms.ModelInput``: the crop to ``model.default_cfg["input_size"]``, as the
+Trainer makes it).
 ``model_view`` gives that crop as an image, so a map always has a face to be drawn on.
 
 Every function puts the model in eval mode (dropout off, batch-norm running statistics
@@ -17,7 +18,6 @@ Axes take it and return it, functions that lay out panels return the Figure.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import matplotlib.pyplot as plt
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from captum.attr import Occlusion, Saliency
 from matplotlib.figure import Figure
 
-from ..data.augment import center_crop
 from ..labels import EMOTIONS
+from ..transforms import ModelInput, evaluating, predict_proba
 
 __all__ = [
     "to_model_input", "model_view", "predict", "stn_views", "draw_warp", "plot_stn", "occlusion_map", "gradient_saliency",
@@ -39,75 +39,32 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- model input
-@contextlib.contextmanager
-def _evaluating(model: nn.Module):
-    """Eval mode inside the block; afterwards every submodule is back in the mode it was in."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def _device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _stats(model: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = getattr(model, "default_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", (0.5,)), dtype=torch.float32)
-    std = torch.tensor(cfg.get("std", (0.5,)), dtype=torch.float32)
-    if len(mean) == 1:
-        mean, std = mean.expand(channels), std.expand(channels)
-    if len(mean) != channels:
-        raise ValueError(f"the model's default_cfg has {len(mean)} mean values for {channels}-channel images")
-    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-
-
-def _as_batch(images, where: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise ValueError(f"{where}: expected images (N, C, H, W) or one image (C, H, W), got shape {tuple(x.shape)}")
-    return x
+# One model-input path (fercore.transforms): these names are the notebooks' short way to it.
 
 
 def to_model_input(model: nn.Module, images) -> torch.Tensor:
     """The model's input for ``images``, exactly as ``Trainer`` prepares it for evaluation.
 
-    uint8 ``(N, C, H, W)`` (or one ``(C, H, W)`` image) are divided by 255; float images are
-    taken to be in [0, 1] already. Then the centre crop to ``default_cfg["input_size"]``
-    when the size differs, and ``(x - mean) / std`` with the model's ``default_cfg`` (0.5 and
-    0.5 when it has none). Returned on the model's device.
+    ``fercore.transforms.ModelInput(model)(images)``: uint8 ``(N, C, H, W)`` (or one
+    ``(C, H, W)`` image) or floats in [0, 1]; resized or centre-cropped to
+    ``default_cfg["input_size"]``, grey repeated for a colour model, then ``(x - mean) / std``.
+    Returned on the model's device.
     """
-    x = _as_batch(images, "to_model_input")
-    x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-    cfg = getattr(model, "default_cfg", None) or {}
-    if "input_size" in cfg and tuple(x.shape[-2:]) != tuple(cfg["input_size"][-2:]):
-        x = center_crop(x, cfg["input_size"][-2])
-    mean, std = _stats(model, x.shape[1])
-    return ((x - mean) / std).to(_device(model))
+    return ModelInput(model)(images)
 
 
 def _denormalise(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    mean, std = _stats(model, x.shape[1])
-    return (x.detach().float().cpu() * std + mean).clamp(0, 1)
+    return ModelInput(model).denormalise(x)
 
 
 def model_view(model: nn.Module, images) -> torch.Tensor:
-    """What the model sees, back in [0, 1] pixels: the centre crop of ``images`` (CPU float)."""
+    """What the model sees, back in [0, 1] pixels: its crop of ``images`` (CPU float)."""
     return _denormalise(model, to_model_input(model, images))
 
 
 def predict(model: nn.Module, images) -> torch.Tensor:
-    """Class probabilities ``(N, K)`` (CPU float) of ``images``, the model in eval mode."""
-    with _evaluating(model), torch.no_grad():
-        return model(to_model_input(model, images)).float().softmax(1).cpu()
+    """Class probabilities ``(N, K)`` (CPU float) of ``images``: ``fercore.transforms.predict_proba``."""
+    return predict_proba(model, images)
 
 
 def _targets(model, x: torch.Tensor, target):
@@ -154,7 +111,7 @@ def stn_views(model: nn.Module, images) -> dict[str, np.ndarray]:
     if not callable(getattr(model, "forward_with_attention", None)):
         raise TypeError(f"{type(model).__name__} has no forward_with_attention(x): it has no spatial transformer to show")
     x = to_model_input(model, images)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         logits, maps = model.forward_with_attention(x)
     n, c, h, w = x.shape
     theta, grid, warped = maps.get("theta"), maps.get("grid"), maps.get("warped")
@@ -283,14 +240,14 @@ def occlusion_map(model: nn.Module, images, target=None, patch: int = 8, stride:
         raise ValueError(f"patch {patch} is larger than the model's {h}x{w} input")
     if not 0.0 <= float(baseline) <= 1.0:
         raise ValueError(f"baseline is a pixel value in [0, 1] (0 black, 0.5 grey, 1 white), got {baseline}")
-    mean, std = _stats(model, c)
-    fill = ((float(baseline) - mean) / std).to(x.device).expand(1, c, h, w).contiguous()
+    prep = ModelInput(model)
+    fill = ((float(baseline) - prep.mean) / prep.std).to(x.device).expand(1, c, h, w).contiguous()
 
     def probabilities(inp):
         return model(inp).float().softmax(1)
 
     out = []
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         targets = _targets(model, x, target)
         occlusion = Occlusion(probabilities)
         chunk = max(1, min(n, batch_size))
@@ -315,7 +272,7 @@ def gradient_saliency(model: nn.Module, images, target=None) -> torch.Tensor:
     ``target`` as in ``occlusion_map``. Returns ``(N, H, W)`` CPU float.
     """
     x = to_model_input(model, images)
-    with _evaluating(model):
+    with evaluating(model):
         targets = _targets(model, x, target)
         attr = Saliency(model).attribute(x.requires_grad_(), target=targets, abs=True)
     return attr.detach().amax(1).float().cpu()

@@ -161,14 +161,14 @@ class PredictUpload:
     """Upload a photo and see every face found, its box, the predicted label and the probabilities.
 
     The same pipeline as ``python -m fercore predict`` (``fercore.predict.predict_image``:
-    detect, landmarks, align, model). ``trainer`` is a ``fercore.train.Trainer`` holding the
-    model; ``classes`` its class names. Uploading a file (ipywidgets ``FileUpload``) runs it;
+    detect, landmarks, align, model). ``model`` is the trained model (``fercore.train.load_model``);
+    ``classes`` its class names. Uploading a file (ipywidgets ``FileUpload``) runs it;
     so does ``predict_file(path)``, which headless runs call with a bundled image. After each
     prediction: ``last_result`` (the dict ``predict_image`` returns) and ``figure``.
     """
 
-    def __init__(self, trainer, classes, method: str = "auto"):
-        self.trainer, self.classes, self.method = trainer, [str(c) for c in classes], method
+    def __init__(self, model: nn.Module, classes, method: str = "auto"):
+        self.model, self.classes, self.method = model, [str(c) for c in classes], method
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="photo")
         self.output = W.Output()
         self.widget = W.VBox([self.upload, self.output])
@@ -205,7 +205,7 @@ class PredictUpload:
         from ..predict import predict_image
 
         try:
-            result = predict_image(self.trainer, path, self.classes, method=self.method)
+            result = predict_image(self.model, path, self.classes, method=self.method)
         except (FileNotFoundError, ValueError) as err:
             result = {"image": str(path), "faces": [], "message": str(err)}
             self.last_result = result
