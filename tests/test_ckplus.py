@@ -174,13 +174,22 @@ def test_ck48_layout(tmp_path):
     assert sorted(s for t in tests for s in t) == ["S010", "S011", "S022"]
 
 
-@pytest.mark.parametrize("where, layout", [("CK+", "original"), ("ckplus", "original"), (".", "original"), (".", "ck48")])
+@pytest.mark.parametrize("where, layout", [("CK+", "original"), ("ckplus", "original"), (".", "original"), (".", "ck48"),
+                                           ("CK+48", "ck48"), ("ckplus48/CK+48", "ck48"), ("ckplus/CK+48", "ck48")])
 def test_locate_each_layout(tmp_path, where, layout):
     if layout == "original":
         write_sequence(tmp_path / where, "S005", "001", 1, 3)
     else:
         make_ck48(tmp_path / where)
     assert locate_ckplus(tmp_path) == tmp_path / where
+    assert {r["name"]: r for r in find_datasets(tmp_path)}["ckplus"]["where"] == str(tmp_path / where)
+
+
+def test_ck48_inside_a_ckplus48_folder_loads(tmp_path):
+    """``datasets`` and the loader find ROOT/ckplus48/CK+48/, the layout of the shared real copy."""
+    expected = make_ck48(tmp_path / "ckplus48" / "CK+48")
+    ds = load_dataset("ckplus", tmp_path, "all", folds=3)
+    assert sorted(ds.meta["file"]) == sorted(expected)
 
 
 def test_registry_find_datasets_and_cache(ck, monkeypatch):
@@ -233,14 +242,6 @@ def test_emotion_file_without_images(tmp_path):
         load_ckplus(tmp_path, "all", folds=3)
 
 
-def test_unreadable_png_is_named(tmp_path):
-    write_sequence(tmp_path, "S005", "001", 4, 3)
-    bad = tmp_path / "cohn-kanade-images" / "S005" / "001" / "S005_001_00000003.png"
-    bad.write_bytes(b"not a PNG")
-    with pytest.raises(DatasetFormatError, match="S005_001_00000003.png: cannot decode"):
-        load_ckplus(tmp_path, "all", folds=3, cache_dir=False)
-
-
 def test_ck48_bad_names_and_folders(tmp_path):
     make_ck48(tmp_path / "CK+48")
     cv2.imwrite(str(tmp_path / "CK+48" / "happy" / "img01.png"), np.zeros((48, 48), np.uint8))
@@ -258,3 +259,16 @@ def test_bad_arguments(ck):
         load_ckplus(root, "all", folds=5, classes=6)
     with pytest.raises(ValueError, match="fold must be in 0..4"):
         load_ckplus(root, "test", fold=5, folds=5)
+
+
+@pytest.mark.realdata
+def test_real_ck48(real_data):
+    """The shared copy (ckplus48/CK+48/, see its README): 981 images of 118 subjects, no neutral."""
+    row = {r["name"]: r for r in find_datasets(real_data)}["ckplus"]
+    if not row["found"]:
+        pytest.skip(f"no CK+ under {real_data}")
+    ds = load_dataset("ckplus", real_data, "all")
+    if Path(row["where"]).name != "CK+48":
+        pytest.skip(f"CK+ at {row['where']} is not the CK+48 copy")
+    assert len(ds) == 981 and len(set(ds.meta["subject"].tolist())) == 118
+    assert ds.class_counts()["neutral"] == 0 and ds.images.shape[1:] == (1, 48, 48)

@@ -187,5 +187,3 @@ def test_bad_fold_arguments(db):
         load_jaffe(root, "test", fold=10)
     with pytest.raises(ValueError, match="10 subjects cannot fill 11 folds"):
         load_jaffe(root, "test", folds=11)
-    with pytest.raises(ValueError, match="valid splits: train, val, test, all"):
-        load_jaffe(root, "validation")

@@ -15,6 +15,9 @@
 - the common ``CK+48/<emotion>/S010_004_00000017.png`` copy, already cropped to 48x48, with
   folders anger, contempt, disgust, fear, happy, sadness, surprise (and neutral if present).
 
+Either may sit in ``root``, ``root/CK+``, ``root/ckplus`` or ``root/ckplus48``, or in a
+``CK+48/`` folder inside any of them (``root/CK+48/``, ``root/ckplus48/CK+48/``).
+
 ``classes=8`` keeps the canonical order with contempt at index 7; 7-class runs drop the
 contempt sequences (all their frames, the neutral first frame too). Folds are over subjects
 (fercore.data.folds) and do not depend on ``classes`` or ``neutral``.
@@ -33,7 +36,7 @@ from . import DatasetFormatError, DatasetNotFoundError, not_found_message, regis
 from .base import FERDataset
 from .cache import cached_arrays
 from .folds import SPLITS, fold_mask, fold_protocol
-from .images import SIZE, crop_resize, read_gray
+from .images import SIZE, crop_resize, list_files, read_gray, subfolders
 
 # (left, top, right, bottom) as fractions: on 640x490 frames x 160..480, y 78..397, a
 # 320-pixel square around the centred face, forehead to chin, most of the background cut.
@@ -43,11 +46,14 @@ PEAK_FRAMES = 3
 CONTEMPT = EMOTIONS.index("contempt")
 NEUTRAL = EMOTIONS.index("neutral")
 CODES_TEXT = "0 neutral, 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise"
+KEYS = ("images", "targets", "onset", "files", "subject", "sequence", "frame")  # what a cache file must hold
 SOURCE = "https://www.jeffcohn.net/Resources/ (CK+, Lucey et al. 2010; by request)"
 
 
 def _candidates(root: Path) -> list[Path]:
-    return [root / "CK+", root / "ckplus", root / "CK+48", root]
+    # Each of these may hold either layout itself or a CK+48/ folder (e.g. ROOT/ckplus48/CK+48/).
+    return [folder for base in (root / "CK+", root / "ckplus", root / "ckplus48", root)
+            for folder in (base, base / "CK+48")]
 
 
 def _layout(folder: Path) -> str | None:
@@ -73,8 +79,6 @@ def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, s
     ``meta``: ``subject`` ("S005"), ``sequence`` ("S005_001"), ``file`` (path under the CK+
     folder) and ``frame`` (the frame number in the file name).
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for ckplus; valid splits: {', '.join(SPLITS)}")
     if classes not in (7, 8):
         raise ValueError(f"classes must be 7 or 8 for ckplus, got {classes}")
     base = locate_ckplus(root)
@@ -82,9 +86,9 @@ def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, s
         raise DatasetNotFoundError(_not_found_message(root))
     layout = _layout(base)
     items, label_files = _list_original(base) if layout == "original" else _list_ck48(base)
-    files = [base / item[0] for item in items] + label_files
+    files = [item[0] for item in items] + label_files
     arrays = cached_arrays(f"ckplus-{layout}", files, lambda: _decode(base, items, layout), cache_dir,
-                           extra={"crop": CROP if layout == "original" else None, "size": SIZE})
+                           extra={"crop": CROP if layout == "original" else None, "size": SIZE}, root=base, keys=KEYS)
     keep = np.ones(len(arrays["targets"]), dtype=bool)
     if classes == 7:
         keep &= ~np.isin(arrays["sequence"], arrays["sequence"][arrays["targets"] == CONTEMPT])
@@ -106,26 +110,27 @@ def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, s
 
 # An item is (path relative to base, canonical label, is a neutral onset frame).
 
-def _list_original(base: Path) -> tuple[list[tuple[str, int, bool]], list[Path]]:
-    """Items of every labelled sequence, plus the emotion files read."""
+def _list_original(base: Path) -> tuple[list[tuple[str, int, bool]], list[str]]:
+    """Items of every labelled sequence, plus the emotion files read (paths relative to ``base``)."""
     items, label_files = [], []
-    for seq_dir in sorted(p for p in (base / "Emotion").glob("*/*") if p.is_dir()):
-        texts = sorted(p for p in seq_dir.glob("*.txt") if not p.name.startswith("."))
+    for seq_dir in (s for subject in subfolders(base / "Emotion") for s in subfolders(subject)):
+        texts = list_files(seq_dir, (".txt",))
         if not texts:
             continue  # an unlabelled sequence
         if len(texts) > 1:
             raise DatasetFormatError(f"{seq_dir}: {len(texts)} emotion files; expected one per sequence")
-        label = _read_emotion(texts[0])
-        image_dir = base / "cohn-kanade-images" / seq_dir.relative_to(base / "Emotion")
-        frames = sorted(p for p in image_dir.glob("*.png") if not p.name.startswith(".")) if image_dir.is_dir() else []
+        label = _read_emotion(seq_dir / texts[0])
+        rel_dir = seq_dir.relative_to(base / "Emotion").as_posix()
+        image_dir = base / "cohn-kanade-images" / rel_dir
+        frames = list_files(image_dir, (".png",)) if image_dir.is_dir() else []
         if not frames:
-            raise DatasetFormatError(f"{texts[0]}: labels a sequence with no images; "
+            raise DatasetFormatError(f"{seq_dir / texts[0]}: labels a sequence with no images; "
                                      f"expected PNG frames in {image_dir}")
-        rel = [f.relative_to(base).as_posix() for f in frames]
+        rel = [f"cohn-kanade-images/{rel_dir}/{name}" for name in frames]
         items += [(r, label, False) for r in rel[-PEAK_FRAMES:]]
         if len(frames) > PEAK_FRAMES:  # a shorter sequence has no frame left to call neutral
             items.append((rel[0], NEUTRAL, True))
-        label_files.append(texts[0])
+        label_files.append(f"Emotion/{rel_dir}/{texts[0]}")
     return items, label_files
 
 
@@ -142,14 +147,13 @@ def _read_emotion(path: Path) -> int:
     return CKPLUS_CODES[code]
 
 
-def _list_ck48(base: Path) -> tuple[list[tuple[str, int, bool]], list[Path]]:
+def _list_ck48(base: Path) -> tuple[list[tuple[str, int, bool]], list[str]]:
     items = []
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in subfolders(base):
         label = CKPLUS_FOLDERS.get(folder.name.lower())
         if label is None:
             raise DatasetFormatError(f"{folder}: unknown emotion folder; expected one of {', '.join(CKPLUS_FOLDERS)}")
-        for path in sorted(p for p in folder.glob("*.png") if not p.name.startswith(".")):
-            items.append((path.relative_to(base).as_posix(), label, label == NEUTRAL))
+        items += [(f"{folder.name}/{name}", label, label == NEUTRAL) for name in list_files(folder, (".png",))]
     return items, []
 
 

@@ -15,12 +15,11 @@ second load of any split reads one ``.npz`` and touches no image file.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
 import warnings
+import zlib
 from pathlib import Path
+from typing import Iterator
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -29,6 +28,7 @@ from ..labels import EMOTIONS_7, FER2013_CODES, FER2013_FOLDERS
 from . import DatasetFormatError, DatasetNotFoundError, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
+from .images import decode_image, list_files, resize, subfolders, to_gray
 
 # Our split names and the Usage values of the original CSV they select.
 USAGES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -36,6 +36,7 @@ CSV_FILES = ("fer2013.csv", "fer2013.csv.gz", "icml_face_data.csv")
 IMAGE_FOLDERS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SIZE = 48
+KEYS = ("images", "targets", "usage", "files")  # what a cache file must hold
 PROTOCOL = "train on Training, select on PublicTest (val), report PrivateTest (test) once"
 KAGGLE_CHALLENGE = ("Kaggle, 'Challenges in Representation Learning: Facial Expression Recognition Challenge' "
                     "(https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge)")
@@ -78,8 +79,6 @@ def load_fer2013(root, split: str, *, cache_dir=None) -> FERDataset:
     the whole source (the 0-based CSV data row, ``k - 1``, or its place in the sorted file list).
     ``cache_dir=False`` decodes without caching.
     """
-    if split not in USAGES:
-        raise ValueError(f"unknown split {split!r} for fer2013; valid splits: {', '.join(USAGES)}")
     source = locate_fer2013(root)
     if source is None:
         raise DatasetNotFoundError(_not_found_message(root))
@@ -102,17 +101,36 @@ def _load_all(source: Path, cache_dir) -> dict[str, np.ndarray]:
     (``files``, not ``file``: np.savez takes ``file`` as its own argument.)
     """
     if source.is_file():
-        return cached_arrays("fer2013-csv", [source], lambda: _read_csv(source), cache_dir)
-    listing = _list_images(source)
-    # Key on (path, size, mtime) of every image, hashed here from one directory scan: stat-ing
-    # and resolving 32k paths one by one (cache.fingerprint) would cost seconds on every load.
-    digest = hashlib.sha1("\n".join(f"{p}|{s}|{m}" for p, s, m in listing).encode()).hexdigest()
-    extra = {"folder": str(source.resolve()), "listing": digest}
-    return cached_arrays("fer2013-folder", [], lambda: _read_folder(source, [p for p, _, _ in listing]),
-                         cache_dir, extra=extra)
+        return cached_arrays("fer2013-csv", [source], lambda: _read_csv(source), cache_dir, keys=KEYS)
+    files = _list_images(source)
+    return cached_arrays("fer2013-folder", files, lambda: _read_folder(source, files), cache_dir,
+                         root=source, keys=KEYS)
 
 
 # --- CSV files ---------------------------------------------------------------------------
+
+def read_lines(path: Path) -> Iterator[str]:
+    """The text lines of a CSV or ``.csv.gz``; a line that is not UTF-8, or a broken gzip file, is named.
+
+    Bytes are decoded line by line (a leading BOM dropped), so the error can name the data row
+    (blank lines not counted) and the line where the bad byte is.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            row = 0
+            for number, raw in enumerate(f, start=1):
+                row += number > 1 and bool(raw.strip())
+                try:
+                    yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as err:
+                    where = "line 1 (the header)" if number == 1 else f"row {row} (line {number})"
+                    raise DatasetFormatError(f"{path}, {where}: byte 0x{raw[err.start]:02x} at column {err.start + 1} "
+                                             "is not UTF-8 text; expected a UTF-8 (or ASCII) CSV") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DatasetFormatError(f"{path}: not a complete gzip file ({err}); expected a gzip-compressed CSV: "
+                                 "download it again, or decompress it and give the .csv") from None
+
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
     """Decode every row of a FER2013 CSV; a bad row stops with its file and row number.
@@ -120,26 +138,25 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     No FER2013 field holds a comma, so each line is split on commas directly: several times
     faster than the csv module on these 8 kB lines.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig") as f:
-        header = _fields(f.readline())
-        missing = [c for c in ("emotion", "pixels", "Usage") if c not in header]
-        if missing:
-            raise DatasetFormatError(f"{path}: header {header} lacks column(s) {missing}; "
-                                     "expected emotion,pixels,Usage in any order")
-        cols = [header.index(c) for c in ("emotion", "Usage", "pixels")]
-        targets, usages, images = [], [], []
-        for line_num, line in enumerate(f, start=2):
-            row = _fields(line)
-            if row == [""]:
-                continue
-            where = f"{path}, row {len(targets) + 1} (line {line_num})"
-            if len(row) != len(header):
-                raise DatasetFormatError(f"{where}: {len(row)} fields, expected {len(header)} ({','.join(header)})")
-            emotion, usage, pixels = (row[c] for c in cols)
-            targets.append(_parse_label(emotion, where))
-            usages.append(_parse_usage(usage, where))
-            images.append(_parse_pixels(pixels, where))
+    lines = read_lines(path)
+    header = _fields(next(lines, ""))
+    missing = [c for c in ("emotion", "pixels", "Usage") if c not in header]
+    if missing:
+        raise DatasetFormatError(f"{path}: header {header} lacks column(s) {missing}; "
+                                 "expected emotion,pixels,Usage in any order")
+    cols = [header.index(c) for c in ("emotion", "Usage", "pixels")]
+    targets, usages, images = [], [], []
+    for line_num, line in enumerate(lines, start=2):
+        row = _fields(line)
+        if row == [""]:
+            continue
+        where = f"{path}, row {len(targets) + 1} (line {line_num})"
+        if len(row) != len(header):
+            raise DatasetFormatError(f"{where}: {len(row)} fields, expected {len(header)} ({','.join(header)})")
+        emotion, usage, pixels = (row[c] for c in cols)
+        targets.append(_parse_label(emotion, where))
+        usages.append(_parse_usage(usage, where))
+        images.append(_parse_pixels(pixels, where))
     n = len(targets)
     return {
         "images": np.stack(images) if n else np.empty((0, SIZE, SIZE), np.uint8),
@@ -188,25 +205,18 @@ def _class_dirs(base: Path):
     for top in IMAGE_FOLDERS:
         if not (base / top).is_dir():
             continue
-        for folder in sorted((base / top).iterdir()):
-            if not folder.is_dir() or folder.name.startswith("."):
-                continue
+        for folder in subfolders(base / top):
             if folder.name.lower() not in FER2013_FOLDERS:
                 raise DatasetFormatError(f"{folder}: unknown class folder; expected one of {', '.join(EMOTIONS_7)}")
             yield folder
 
 
-def _list_images(base: Path) -> list[tuple[str, int, int]]:
-    """``(relative path, size, mtime_ns)`` of every image under ``base``, sorted by path."""
-    listing = []
+def _list_images(base: Path) -> list[str]:
+    """Every image's path relative to ``base`` (``train/happy/Training_1.jpg``), sorted."""
+    files = []
     for folder in _class_dirs(base):
-        prefix = folder.relative_to(base).as_posix()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and entry.is_file():
-                    st = entry.stat()
-                    listing.append((f"{prefix}/{entry.name}", st.st_size, st.st_mtime_ns))
-    return sorted(listing)
+        files += [f"{folder.parent.name}/{folder.name}/{name}" for name in list_files(folder, IMAGE_SUFFIXES)]
+    return sorted(files)
 
 
 def _usage_from_name(path: Path) -> str:
@@ -217,36 +227,11 @@ def _usage_from_name(path: Path) -> str:
     return usage
 
 
-def _decode_image(path: Path) -> np.ndarray:
-    """The image as stored (grey, BGR or BGRA); np.fromfile lets non-ASCII paths work on Windows too."""
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise DatasetFormatError(f"{path}: cannot decode this image file (expected a 48x48 grayscale JPEG or PNG)")
-    return image
-
-
-def _to_gray48(image: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
-    """``image`` as 48x48 grey uint8, plus what was converted ("" when it already was)."""
-    if image.dtype != np.uint8:
-        raise DatasetFormatError(f"{path}: {image.dtype} pixels; expected an 8-bit grayscale image")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    modes = {1: ("grayscale", None), 3: ("RGB", cv2.COLOR_BGR2GRAY), 4: ("RGBA", cv2.COLOR_BGRA2GRAY)}
-    if channels not in modes:
-        raise DatasetFormatError(f"{path}: {channels} channels; expected a grayscale, RGB or RGBA image")
-    mode, to_gray = modes[channels]
-    height, width = image.shape[:2]
-    note = "" if (mode, height, width) == ("grayscale", SIZE, SIZE) else f"{width}x{height} {mode}"
-    if to_gray is not None:
-        image = cv2.cvtColor(image, to_gray)
-    image = image.reshape(height, width)
-    if (height, width) != (SIZE, SIZE):
-        image = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    return image, note
-
-
 def _read_folder(base: Path, files: list[str]) -> dict[str, np.ndarray]:
-    """Decode every listed image; labels come from the class folder, usages from the file name."""
+    """Decode every listed image; labels come from the class folder, usages from the file name.
+
+    An image that is not 48x48 grayscale is converted, and all of them are listed in one warning.
+    """
     images = np.empty((len(files), SIZE, SIZE), np.uint8)
     targets = np.empty(len(files), np.int64)
     usages, converted = [], []
@@ -254,9 +239,12 @@ def _read_folder(base: Path, files: list[str]) -> dict[str, np.ndarray]:
         path = base / rel
         usages.append(_usage_from_name(path))
         targets[i] = FER2013_FOLDERS[path.parent.name.lower()]
-        images[i], note = _to_gray48(_decode_image(path), path)
-        if note:
-            converted.append(f"{rel} ({note})")
+        image = decode_image(path, "a 48x48 grayscale JPEG or PNG")
+        height, width = image.shape[:2]
+        mode = "grayscale" if image.ndim == 2 else {3: "RGB", 4: "RGBA"}[image.shape[2]]
+        if (mode, height, width) != ("grayscale", SIZE, SIZE):
+            converted.append(f"{rel} ({width}x{height} {mode})")
+        images[i] = resize(to_gray(image))
     if converted:
         shown = ", ".join(converted[:10]) + (f" and {len(converted) - 10} more" if len(converted) > 10 else "")
         warnings.warn(f"FER2013: converted {len(converted)} image(s) under {base} to 48x48 grayscale: {shown}")

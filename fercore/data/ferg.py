@@ -16,11 +16,8 @@ Two protocols (``split_mode``):
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -29,11 +26,12 @@ from ..labels import EMOTIONS_7, FERG_EMOTIONS
 from . import DatasetFormatError, DatasetNotFoundError, not_found_message, register_dataset
 from .base import FERDataset
 from .cache import cached_arrays
-from .images import SIZE, read_gray
+from .images import SIZE, list_files, read_gray, resize, subfolders
 
 SPLITS = ("train", "val", "test", "all")
 SPLIT_MODES = ("random", "character")
 VAL_FRACTION = TEST_FRACTION = 0.1
+KEYS = ("images", "targets", "character", "files")  # what a cache file must hold
 SOURCE = "https://grail.cs.washington.edu/projects/deepexpr/ferg-2d-db.html (FERG-DB, Aneja et al. 2016; by request)"
 
 
@@ -41,14 +39,10 @@ def _candidates(root: Path) -> list[Path]:
     return [root / "FERG_DB_256", root / "FERG_DB_256" / "FERG_DB_256", root]
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _is_character(folder: Path) -> bool:
     """A character folder holds ``<name>_<emotion>`` folders; anything else beside it is ignored."""
     prefix = folder.name.lower() + "_"
-    return any(p.name.lower().startswith(prefix) for p in _subdirs(folder))
+    return any(p.name.lower().startswith(prefix) for p in subfolders(folder))
 
 
 def locate_ferg(root) -> Path | None:
@@ -56,7 +50,7 @@ def locate_ferg(root) -> Path | None:
     if root is None:
         return None
     for folder in _candidates(Path(root).expanduser()):
-        if folder.is_dir() and any(_is_character(c) for c in _subdirs(folder)):
+        if folder.is_dir() and any(_is_character(c) for c in subfolders(folder)):
             return folder
     return None
 
@@ -66,18 +60,14 @@ def load_ferg(root, split: str = "train", *, split_mode: str = "random", fold: i
               cache_dir=None) -> FERDataset:
     """Load ``split`` (train, val, test or all) under ``split_mode`` "random" (uses ``seed``) or
     "character" (uses ``fold``). ``meta``: ``character`` and ``file`` (path under FERG_DB_256)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for ferg; valid splits: {', '.join(SPLITS)}")
     if split_mode not in SPLIT_MODES:
         raise ValueError(f"unknown split_mode {split_mode!r} for ferg; valid: {', '.join(SPLIT_MODES)}")
     base = locate_ferg(root)
     if base is None:
         raise DatasetNotFoundError(_not_found_message(root))
-    listing = _list_images(base)
-    # Key the cache on one hashed directory scan rather than stat-ing 55k files one by one.
-    digest = hashlib.sha1("\n".join(f"{p}|{s}|{m}" for p, s, m in listing).encode()).hexdigest()
-    arrays = cached_arrays("ferg", [], lambda: _decode(base, [p for p, _, _ in listing]), cache_dir,
-                           extra={"folder": str(base.resolve()), "listing": digest, "size": SIZE, "background": 255})
+    files = _list_images(base)
+    arrays = cached_arrays("ferg", files, lambda: _decode(base, files), cache_dir,
+                           extra={"size": SIZE, "background": 255}, root=base, keys=KEYS)
     if split_mode == "random":
         index, protocol = _random_split(len(arrays["targets"]), split, seed)
     else:
@@ -115,18 +105,14 @@ def _character_split(characters: np.ndarray, split: str, fold: int) -> tuple[np.
     return np.flatnonzero(masks[split]), protocol
 
 
-def _list_images(base: Path) -> list[tuple[str, int, int]]:
-    """``(path under base, size, mtime_ns)`` of every PNG in ``<character>/<character>_<emotion>/``."""
-    listing = []
-    for character in filter(_is_character, _subdirs(base)):
-        for folder in _subdirs(character):
+def _list_images(base: Path) -> list[str]:
+    """The path under ``base`` of every PNG in ``<character>/<character>_<emotion>/``, sorted."""
+    files = []
+    for character in filter(_is_character, subfolders(base)):
+        for folder in subfolders(character):
             _emotion_of(folder)  # an unknown folder stops here, before any decoding
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.name.lower().endswith(".png") and not entry.name.startswith(".") and entry.is_file():
-                        st = entry.stat()
-                        listing.append((f"{character.name}/{folder.name}/{entry.name}", st.st_size, st.st_mtime_ns))
-    return sorted(listing)
+            files += [f"{character.name}/{folder.name}/{name}" for name in list_files(folder, (".png",))]
+    return sorted(files)
 
 
 def _emotion_of(folder: Path) -> int:
@@ -139,8 +125,7 @@ def _emotion_of(folder: Path) -> int:
 
 def _read_on_white(path: Path) -> np.ndarray:
     """The image as 48x48 grey, with any transparency composited onto white."""
-    grey = read_gray(path, "a 256x256 RGBA or RGB PNG", on_white=True)
-    return cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return resize(read_gray(path, "a 256x256 RGBA or RGB PNG", on_white=True))
 
 
 def _decode(base: Path, files: list[str]) -> dict[str, np.ndarray]:

@@ -115,27 +115,26 @@ def locate_ferplus(root) -> Path | None:
 def read_label_file(path: Path) -> dict[str, np.ndarray]:
     """``usage``, ``image_name`` and raw ``votes`` (N, 10) of a ``fer2013new.csv``; bad rows are named."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = tuple(h.strip() for h in next(reader, []))
-        if header != HEADER:
-            raise DatasetFormatError(f"{path}: header {','.join(header)!r}; expected {','.join(HEADER)}")
-        usages, names, votes = [], [], []
-        for row in reader:
-            if not row or row == [""]:
-                continue
-            where = f"{path}, row {len(usages) + 1} (line {reader.line_num})"
-            if len(row) != len(HEADER):
-                raise DatasetFormatError(f"{where}: {len(row)} fields, expected {len(HEADER)} ({','.join(HEADER)})")
-            usage = row[0].strip()
-            if usage not in fer2013.USAGES.values():
-                raise DatasetFormatError(f"{where}: Usage {usage!r} is not one of {', '.join(fer2013.USAGES.values())}")
-            counts = [c.strip() for c in row[2:]]
-            if not all(c.isdigit() for c in counts):
-                raise DatasetFormatError(f"{where}: vote counts {counts} must be whole numbers >= 0")
-            usages.append(usage)
-            names.append(row[1].strip())
-            votes.append([int(c) for c in counts])
+    reader = csv.reader(fer2013.read_lines(path))  # read_lines names a line that is not UTF-8
+    header = tuple(h.strip() for h in next(reader, []))
+    if header != HEADER:
+        raise DatasetFormatError(f"{path}: header {','.join(header)!r}; expected {','.join(HEADER)}")
+    usages, names, votes = [], [], []
+    for row in reader:
+        if not row or row == [""]:
+            continue
+        where = f"{path}, row {len(usages) + 1} (line {reader.line_num})"
+        if len(row) != len(HEADER):
+            raise DatasetFormatError(f"{where}: {len(row)} fields, expected {len(HEADER)} ({','.join(HEADER)})")
+        usage = row[0].strip()
+        if usage not in fer2013.USAGES.values():
+            raise DatasetFormatError(f"{where}: Usage {usage!r} is not one of {', '.join(fer2013.USAGES.values())}")
+        counts = [c.strip() for c in row[2:]]
+        if not all(c.isdigit() for c in counts):
+            raise DatasetFormatError(f"{where}: vote counts {counts} must be whole numbers >= 0")
+        usages.append(usage)
+        names.append(row[1].strip())
+        votes.append([int(c) for c in counts])
     return {"usage": np.array(usages, dtype=str), "image_name": np.array(names, dtype=str),
             "votes": np.array(votes, np.int64).reshape(-1, len(FERPLUS_COLUMNS))}
 
@@ -243,8 +242,6 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
     absent (no checksum is pinned: ``FERPLUS_SHA256`` is None, so the file is not verified).
     FER2013's pixels are never downloaded. See the module doc for the label modes.
     """
-    if split not in fer2013.USAGES:
-        raise ValueError(f"unknown split {split!r} for ferplus; valid splits: {', '.join(fer2013.USAGES)}")
     if label_mode not in LABEL_MODES:
         raise ValueError(f"unknown label_mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
     classes_for(classes)

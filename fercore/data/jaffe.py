@@ -27,7 +27,7 @@ from . import DatasetFormatError, DatasetNotFoundError, not_found_message, regis
 from .base import FERDataset
 from .cache import cached_arrays
 from .folds import SPLITS, fold_mask, fold_protocol
-from .images import SIZE, crop_resize, read_gray
+from .images import SIZE, crop_resize, list_files, read_gray
 
 # (left, top, right, bottom) as fractions of the image: 256x256 -> x 59..197, y 84..223, a
 # 138-pixel square from just above the brows to below the chin (hair and ears mostly cut).
@@ -42,10 +42,12 @@ def _candidates(root: Path) -> list[Path]:
             root / "jaffe" / "jaffedbase", root / "JAFFE" / "jaffedbase"]
 
 
-def _tiffs(folder: Path) -> list[Path]:
-    """The TIFF files in ``folder`` (hidden files such as ``._KA.AN1.39.tiff`` left out)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")
-                  and not p.name.startswith(".") and p.is_file())
+KEYS = ("images", "targets", "subject", "files", "index")  # what a cache file must hold
+
+
+def _tiffs(folder: Path) -> list[str]:
+    """The names of the TIFF files in ``folder`` (hidden files such as ``._KA.AN1.39.tiff`` left out)."""
+    return list_files(folder, (".tif", ".tiff"))
 
 
 def locate_jaffe(root) -> Path | None:
@@ -53,7 +55,7 @@ def locate_jaffe(root) -> Path | None:
     if root is None:
         return None
     for folder in _candidates(Path(root).expanduser()):
-        if folder.is_dir() and any(NAME.match(p.name) for p in _tiffs(folder)):
+        if folder.is_dir() and any(NAME.match(name) for name in _tiffs(folder)):
             return folder
     return None
 
@@ -66,13 +68,12 @@ def load_jaffe(root, split: str = "train", *, fold: int = 0, folds: int = 10, se
     ``meta``: ``subject`` (e.g. ``"KA"``), ``file`` (the file name) and ``index`` (the number
     in the file name). ``cache_dir=False`` decodes without caching.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for jaffe; valid splits: {', '.join(SPLITS)}")
     folder = locate_jaffe(root)
     if folder is None:
         raise DatasetNotFoundError(_not_found_message(root))
-    files = _tiffs(folder)
-    arrays = cached_arrays("jaffe", files, lambda: _read_all(files), cache_dir, extra={"crop": CROP, "size": SIZE})
+    names = _tiffs(folder)
+    arrays = cached_arrays("jaffe", names, lambda: _read_all([folder / name for name in names]), cache_dir,
+                           extra={"crop": CROP, "size": SIZE}, root=folder, keys=KEYS)
     mask = fold_mask(arrays["subject"], split, fold, folds, seed)
     n_subjects = len(set(arrays["subject"].tolist()))
     return FERDataset(

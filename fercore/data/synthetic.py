@@ -388,8 +388,6 @@ SPLIT_SIZES = {"train": 3500, "val": 700, "test": 700}
 @register_dataset("synthetic", splits=tuple(SPLIT_SIZES), needs_root=False, source="procedural, offline")
 def load_synthetic(root, split, *, n=None, size=48, rgb=False, seed=0, cache_dir=None, occlusion=0.0) -> FERDataset:
     """Procedural faces; ``root`` and ``cache_dir`` are ignored (drawing is faster than a cache)."""
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"unknown split {split!r} for synthetic; valid splits: {', '.join(SPLIT_SIZES)}")
     split_seed = (seed, list(SPLIT_SIZES).index(split))  # each split its own stream: no shared faces
     d = render_faces(SPLIT_SIZES[split] if n is None else n, size=size, rgb=rgb, seed=split_seed, occlusion=occlusion)
     return FERDataset(
