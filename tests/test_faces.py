@@ -1,5 +1,8 @@
 """Faces pipeline: reading images, detection, landmarks, alignment (fercore.faces)."""
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -70,6 +73,26 @@ def test_read_errors(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"this is not a jpeg")
     with pytest.raises(ValueError, match="bad.jpg.*expected JPEG"):
         read_image(tmp_path / "bad.jpg")
+
+
+def test_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "bomb.png")  # 4096 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the application's limit, read at each call
+    with pytest.raises(ValueError) as err:
+        read_image(tmp_path / "bomb.png")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'bomb.png'}: refused as a possible decompression bomb")
+    assert "\n" not in message
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # over the limit but under twice it: read, with a warning
+    with pytest.warns(UserWarning, match=f"{tmp_path / 'bomb.png'}: 64x64 image is over PIL.Image.MAX_IMAGE_PIXELS"):
+        assert read_image(tmp_path / "bomb.png").shape == (64, 64, 3)
+
+
+def test_importing_fercore_leaves_pillows_limit_alone():
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import fercore.faces, fercore.data, "
+            "fercore.predict; print(before == Image.MAX_IMAGE_PIXELS)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr
 
 
 # --------------------------------------------------------------------------- detection

@@ -4,15 +4,19 @@ Handles JPEG, PNG, TIFF (anything Pillow decodes); grayscale, palette, RGB, RGBA
 composited on white, so a transparent background reads as white paper, not black); 16- and 32-bit
 images (scaled to 8 bits by their value range: 16-bit by /257, float by clipping 0..1 or 0..255);
 and the EXIF orientation tag (``PIL.ImageOps.exif_transpose``), so a phone photo comes out upright.
+
+Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 MP) is left as the
+application set it; it is never lifted here. An image over twice that limit is refused with a
+one-line error naming it; one between the limit and twice it (a 108 MP phone photo) is read with
+a warning that names it, instead of Pillow's anonymous one.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-Image.MAX_IMAGE_PIXELS = 200_000_000  # large photos are fine; Pillow's default warns at ~89 MP
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -31,18 +35,27 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 def read_image(path) -> np.ndarray:
     """Image file -> ``(H, W, 3)`` uint8 RGB, upright (EXIF applied), alpha composited on white.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for one Pillow cannot decode.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for one Pillow cannot decode
+    or refuses as a decompression bomb.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # re-issued below, naming the file
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: refused as a possible decompression bomb: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot read {path} as an image (expected JPEG, PNG, TIFF or another format "
                          f"Pillow decodes): {e}") from e
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.width * im.height > limit:
+        warnings.warn(f"{path}: {im.width}x{im.height} image is over PIL.Image.MAX_IMAGE_PIXELS "
+                      f"({limit:,} pixels), Pillow's decompression-bomb guard; read anyway", stacklevel=2)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA"):
