@@ -1,8 +1,15 @@
 """Run by tests/test_train.py under ``torchrun --nproc_per_node=2``: two CPU processes (gloo).
 
-Trains two epochs with DistributedDataParallel, then rank 0 writes ``result.json`` in the
-folder given as the first argument: how many processes took part, how far the ranks' weights
-drifted apart (DDP keeps them equal) and how many validation images were counted.
+``python ddp_worker.py OUT LOG`` trains twice for two epochs with DistributedDataParallel:
+
+* ``OUT/aug``: ``tiny_model`` (batch norm, dropout) with augmentation, 32 images per process
+  and step: the ranks' dropout and augmentation differ, their weights must not;
+* ``OUT/exact``: ``plain_model`` (no batch norm, no dropout), no augmentation, 16 images per
+  process and step, for the test to compare with one process taking 32 per step.
+
+Every file write (``fercore.runs.atomic_write``) is logged as ``LOG/writes_rank<R>.json``;
+rank 0 writes ``LOG/result.json``: the world size, how far the ranks' weights and buffers
+drifted apart, and how many validation images were counted.
 """
 import json
 import sys
@@ -12,20 +19,37 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import tiny_model, toy  # noqa: E402
+from test_train import plain_model, tiny_model, toy  # noqa: E402
 
+from fercore import runs  # noqa: E402
+from fercore.data.augment import build_augment  # noqa: E402
 from fercore.train import Trainer  # noqa: E402
 
-out_dir = Path(sys.argv[1])
-trainer = Trainer(tiny_model(), device="cpu", out_dir=out_dir, batch_size=32, progress=False)
-trainer.fit(toy(200), toy(63, seed=1), epochs=2)
-flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-low, high = flat.clone(), flat.clone()
-dist.all_reduce(low, op=dist.ReduceOp.MIN)
-dist.all_reduce(high, op=dist.ReduceOp.MAX)
-val_n = trainer.evaluate(toy(63, seed=1))["n"]
-if dist.get_rank() == 0:
-    result = {"world_size": dist.get_world_size(), "max_weight_difference_between_ranks": (high - low).abs().max().item(),
-              "val_n": val_n}
-    (out_dir / "result.json").write_text(json.dumps(result))
+out_dir, log_dir = Path(sys.argv[1]), Path(sys.argv[2])
+written, real_write = [], runs.atomic_write
+
+
+def logged_write(path, data):
+    written.append(str(Path(path).relative_to(out_dir)))
+    real_write(path, data)
+
+
+runs.atomic_write = logged_write
+train, val = toy(200), toy(63, seed=1)
+spread = 0.0
+for name, model, batch, augment in [("aug", tiny_model(), 32, build_augment(crop_padding=3, hflip=True)),
+                                    ("exact", plain_model(), 16, None)]:
+    trainer = Trainer(model, device="cpu", out_dir=out_dir / name, batch_size=batch, augment=augment, progress=False)
+    trainer.fit(train, val, epochs=2)
+    flat = torch.cat([t.detach().float().flatten() for t in trainer.model.state_dict().values()])
+    low, high = flat.clone(), flat.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    spread = max(spread, (high - low).abs().max().item())
+val_n = trainer.evaluate(val)["n"]
+rank = dist.get_rank()
+(log_dir / f"writes_rank{rank}.json").write_text(json.dumps(written))
+if rank == 0:
+    result = {"world_size": dist.get_world_size(), "max_weight_difference_between_ranks": spread, "val_n": val_n}
+    (log_dir / "result.json").write_text(json.dumps(result))
 dist.destroy_process_group()

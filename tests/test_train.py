@@ -51,6 +51,15 @@ def tiny_model(**kw):
     return create_model("simple_cnn", num_classes=4, width=8, **kw)
 
 
+def plain_model():
+    """No batch norm and no dropout: a step is the same however a batch is split across processes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 4))
+    model.default_cfg = {"input_size": (1, 48, 48), "mean": (0.5,), "std": (0.5,)}
+    return model
+
+
 def trainer(out_dir=None, model=None, **kw) -> Trainer:
     kw = {"device": "cpu", "batch_size": 32, "progress": False, **kw}  # CPU: bit-exact comparisons
     return Trainer(model or tiny_model(), out_dir=out_dir, **kw)
@@ -313,21 +322,62 @@ def test_from_recipe_builds_optimizer_schedule_augmentation_and_patience():
 
 
 # ---------------------------------------------------------------- DDP
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_under_torchrun(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
+def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("torchrun")
+    if not exe.exists():
         pytest.skip(f"torchrun not found beside {sys.executable}")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "tests" / "ddp_worker.py"),
-                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([str(exe), "--standalone", "--nproc_per_node=2", *map(str, args)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["world_size"] == 2 and result["max_weight_difference_between_ranks"] == 0
+    return proc
+
+
+RUN_FILES = ["best.pt", "history.csv", "history.json", "last.pt"]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_under_torchrun(tmp_path):
+    out, log = tmp_path / "out", tmp_path / "log"
+    log.mkdir()
+    torchrun(REPO / "tests" / "ddp_worker.py", out, log)
+    result = json.loads((log / "result.json").read_text())
+    assert result["world_size"] == 2 and result["max_weight_difference_between_ranks"] == 0  # buffers too
     assert result["val_n"] == 63  # every validation image counted once, the odd one too
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    writes = {r: json.loads((log / f"writes_rank{r}.json").read_text()) for r in (0, 1)}
+    assert writes[1] == []  # rank 1 wrote nothing
+    for name in ("aug", "exact"):
+        assert sorted(p.name for p in (out / name).iterdir()) == RUN_FILES  # one set, no temp files left behind
+        assert sorted({w for w in writes[0] if w.startswith(name + "/")}) == [f"{name}/{f}" for f in RUN_FILES]
+    ckpt = torch.load(out / "aug" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and [r["train_images"] for r in ckpt["history"]] == [200, 200]
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp files left behind
+
+    # Two processes of 16 images per step = one process of 32: DDP averages the two halves' gradients,
+    # which is the gradient of the mean loss over the 32. Not bit-exact: the sums are added in another
+    # order (and Adam divides by sqrt of tiny second moments), so it agrees to float tolerance. Exact
+    # needs no augmentation (each rank draws its own), no dropout (likewise) and no batch norm (each
+    # rank normalises with its own 16 images' statistics; SyncBatchNorm would fix that, on GPUs only).
+    single = trainer(tmp_path / "single", plain_model(), batch_size=32)
+    single.fit(toy(200), toy(63, seed=1), epochs=2)
+    ddp = torch.load(out / "exact" / "last.pt", weights_only=True)
+    for key, value in single.model.state_dict().items():
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-5)
+    for a, b in zip(ddp["history"], single.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5) and a["val_accuracy"] == b["val_accuracy"]
+
+
+@pytest.mark.slow
+def test_train_command_under_torchrun_writes_one_run(tmp_path):
+    out = tmp_path / "run"
+    torchrun("-m", "fercore", "train", "--model", "simple_cnn", "--dataset", "synthetic", "--scale", "smoke",
+             "--epochs", "2", "--out", out, "--quiet")
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + ["metrics.json"])  # no temp or lock files
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and [r["train_images"] for r in metrics["history"]] == [3500, 3500]
+    assert metrics["history"] == json.loads((out / "history.json").read_text())
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["epoch"] == metrics["best_epoch"] and metrics["val"]["n"] == 700
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
