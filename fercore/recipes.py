@@ -25,6 +25,17 @@ class Recipe:
     monitor: str = "val_accuracy"    # validation metric that picks best.pt and drives early stopping
     class_weights: str | None = None  # None | "balanced": cross-entropy weight n / (K * n_k) per class
 
+    def __post_init__(self):
+        # Each field holds the type its annotation names ("int", "float", "str | None", ...), so a
+        # mistyped --recipe-arg (lr=abc) stops here with its name, not in the optimizer with a traceback.
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), f.type.split(" | ")
+            if not any(fits_type(value, name) for name in allowed):
+                raise ValueError(f"recipe field {f.name} must be {' or '.join(allowed)}, got {value!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -51,7 +62,36 @@ class Recipe:
                 changes[name] = None if value in ("none", "None") else value  # as typed on a command line
         if changes.get("class_weights", self.class_weights) not in CLASS_WEIGHTS:
             raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {changes['class_weights']!r}")
+        if "augment" in changes:
+            check_augment(changes["augment"])
         return replace(self, **changes)
+
+
+def check_augment(options: dict) -> None:
+    """Build the augmentation once, so an unknown option or a wrong value is named before any data is read."""
+    from .data.augment import build_augment
+
+    if not isinstance(options, dict):
+        raise ValueError(f"recipe field augment must be a dict of build_augment options, got {options!r}")
+    try:
+        build_augment(**options)
+    except (TypeError, ValueError) as err:  # build_augment lists its valid options for an unknown one
+        raise ValueError(f"recipe augment {options}: {err}") from err
+
+
+def fits_type(value, type_name: str) -> bool:
+    """Whether ``value`` fits ``type_name`` (None, int, float, str, dict, bool): an int is a float, a bool is not an int.
+
+    Other names (``tuple[int, int]``) are not checked here: True.
+    """
+    if type_name == "None":
+        return value is None
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    kinds = {"str": str, "dict": dict, "bool": bool}
+    return isinstance(value, kinds[type_name]) if type_name in kinds else True
 
 
 CLASS_WEIGHTS = (None, "balanced")

@@ -1,6 +1,8 @@
 """The two entry points, ``load_dataset`` and ``create_model``, and ``FERDataset`` itself."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,40 @@ def test_split_summary_counts_each_split_or_says_why_not(tmp_path):
     assert rows["test"]["images"] == 0 and "found usages: Training (5), PublicTest (3)" in rows["test"]["note"]
     with pytest.raises(ValueError, match="available"):
         split_summary("fer2014")
+
+
+def test_model_arguments_follow_the_constructor_to_the_class_it_builds():
+    from fercore.models import model_arguments
+    assert list(model_arguments("simple_cnn")) == ["num_classes", "in_chans", "width", "dropout"]
+    assert list(model_arguments("deep_emotion")) == ["num_classes", "in_chans", "dropout", "fc_l2"]
+    assert "widths" in model_arguments("deepfer") and "batch_norm" in model_arguments("vgg_fer")
+    for name in list_models():  # every name listed is one the model really takes
+        params = model_arguments(name)
+        assert {"num_classes", "in_chans"} <= set(params), name
+        create_model(name, dropout=params["dropout"].default)  # found behind the constructor's **kw
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("simple_cnn", {"wdth": 32}, "model simple_cnn has no argument 'wdth'; it accepts: num_classes, in_chans, width, dropout"),
+    ("simple_cnn", {"width": "abc"}, "argument width must be int, got 'abc'"),
+    ("simple_cnn", {"width": 2.5}, "argument width must be int, got 2.5"),
+    ("vgg_fer", {"batch_norm": 1}, "argument batch_norm must be bool, got 1"),
+    ("deepfer", {"widths": "abc"}, "model deepfer cannot be built with widths='abc': not enough values"),
+])
+def test_a_wrong_model_argument_is_a_value_error_naming_it(name, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        create_model(name, **kwargs)
+
+
+def test_recipe_fields_are_type_checked_and_augment_options_named():
+    recipe = get_model_info("simple_cnn").recipes["smoke"]
+    assert recipe.with_args({"lr": 1}).lr == 1 and recipe.with_args({"patience": "none"}).patience is None
+    for args, message in [({"lr": "abc"}, "recipe field lr must be float, got 'abc'"),
+                          ({"scheduler": 3}, "recipe field scheduler must be str or None, got 3"),
+                          ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+                          ({"augment.nonexist": 1}, "unknown option(s) 'nonexist'; valid options: crop_padding, "
+                                                    "resized_crop, hflip, rotate, translate, scale, erasing, output_size")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            recipe.with_args(args)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
+        recipe.with_overrides(batch_size=-1)

@@ -5,12 +5,13 @@ model's default config (input size, classes, normalisation) and its recipes per 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.nn as nn
 
-from ..recipes import SCALES, Recipe
+from ..recipes import SCALES, Recipe, fits_type
 
 
 @dataclass
@@ -53,14 +54,52 @@ def get_model_info(name: str) -> ModelInfo:
     return MODELS[name]
 
 
+def model_arguments(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword arguments model ``name`` accepts, by name.
+
+    A registered constructor is a few lines that pass ``**kw`` on to the model's class or
+    builder function; the arguments are the constructor's own and those of the class or
+    function of its module that it calls (its ``__code__.co_names``).
+    """
+    build = get_model_info(name).build
+    own = inspect.signature(build).parameters
+    accepted = {k: p for k, p in own.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind == p.VAR_KEYWORD for p in own.values()):
+        for callee in (build.__globals__.get(n) for n in build.__code__.co_names):
+            if callable(callee) and getattr(callee, "__module__", None) == build.__module__:
+                for k, p in inspect.signature(callee).parameters.items():
+                    if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                        accepted.setdefault(k, p)
+    return accepted
+
+
+def check_model_args(name: str, kwargs: dict) -> None:
+    """A ValueError naming an argument model ``name`` does not take, or a text given for a number or a flag."""
+    accepted = model_arguments(name)
+    for key, value in kwargs.items():
+        if key not in accepted:
+            raise ValueError(f"model {name} has no argument {key!r}; it accepts: {', '.join(accepted)}")
+        # Annotations are text here (``from __future__ import annotations``). Plain scalars are
+        # checked; anything else (tuples, unions) is left to building the model.
+        expected = str(accepted[key].annotation)
+        if expected in ("int", "float", "bool") and not fits_type(value, expected):
+            raise ValueError(f"model {name}: argument {key} must be {expected}, got {value!r}")
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build model ``name``; keyword arguments (``num_classes``, ``in_chans``...) override defaults.
 
     The returned module carries ``default_cfg`` (input size, classes, mean/std) and
-    ``model_name``, which checkpoints store so that a model can be rebuilt from them.
+    ``model_name``, which checkpoints store so that a model can be rebuilt from them. An
+    argument the model does not take, or a value of the wrong type, is a ValueError that names it.
     """
     info = get_model_info(name)
-    model = info.build(**kwargs)
+    check_model_args(name, kwargs)
+    try:
+        model = info.build(**kwargs)
+    except (TypeError, ValueError) as err:  # e.g. widths=abc: a value the model cannot be built from
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k not in ("num_classes", "in_chans"))
+        raise ValueError(f"model {name} cannot be built with {given or 'its defaults'}: {err}") from err
     cfg = info.default_cfg()
     cfg["num_classes"] = kwargs.get("num_classes", cfg["num_classes"])
     if "in_chans" in kwargs:
@@ -75,4 +114,5 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 from . import deep_emotion, simple_cnn, vgg  # noqa: E402,F401
 
-__all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info"]
+__all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info", "model_arguments",
+           "check_model_args"]
