@@ -131,3 +131,12 @@ def test_broken_cache_file_is_named_deleted_and_rebuilt(tmp_path, damage):
         warnings.simplefilter("error")
         assert bytes(source.load(cache)["images"]) == b"abc" and source.calls == 2  # and read back cleanly
     assert zipfile.is_zipfile(path)
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_load_goes_on(tmp_path):
+    source = Source(tmp_path / "source.csv", "abc")
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="cannot write this cache file"):
+        assert bytes(source.load(blocked)["images"]) == b"abc"
+    assert blocked.read_text() == "a file where the cache folder should be"

@@ -3,6 +3,9 @@
 Each dataset module registers a loader with ``@register_dataset``. A loader is a function
 ``load(root, split, cache_dir=None, **kw) -> FERDataset``; it may also give ``locate(root)``,
 which returns where it found the data (or None) for ``python -m fercore datasets``.
+``load_dataset`` checks ``split`` against the registered splits before it calls the loader, so
+loaders do not check it again. Image-folder loaders share ``images`` (listing, decoding) and
+``cache`` (decode once, keyed by the files' bytes).
 """
 from __future__ import annotations
 

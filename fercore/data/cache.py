@@ -90,7 +90,7 @@ def _read_cache(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray] | None
             raise ValueError("not an .npz archive")
         with z:
             arrays = {k.removeprefix("a_"): z[k] for k in z.files}  # z[k] reads and CRC-checks each array
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such cache file (yet)
         return None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         problem = f"{type(err).__name__}: {err}"
@@ -108,16 +108,25 @@ def _read_cache(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray] | None
     return None
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Write ``arrays`` to ``path`` atomically; a failure (full disk, read-only folder) only warns.
+
+    The arrays are decoded already, so the load goes on without a cache rather than failing.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
             # Prefixed keys: np.savez's own parameter is called `file`, a likely meta name.
             np.savez(f, **{f"a_{k}": v for k, v in arrays.items()})
         os.replace(tmp, path)
+        return True
+    except OSError as err:
+        warnings.warn(f"{path}: cannot write this cache file ({err}); loading without a cache", stacklevel=3)
+        return False
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -149,6 +158,6 @@ def cached_arrays(tag: str, files: Iterable, build: Callable[[], dict[str, np.nd
     arrays = _read_cache(path, keys)
     if arrays is None:
         arrays = build()
-        _write_cache(path, arrays)
-        _remove_superseded(path, f"{tag}-{source}-")
+        if _write_cache(path, arrays):
+            _remove_superseded(path, f"{tag}-{source}-")
     return arrays
