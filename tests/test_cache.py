@@ -72,6 +72,18 @@ def test_a_new_cache_file_removes_only_the_superseded_one_of_its_source(tmp_path
     assert after == before - {old.name} | {f"t-{fingerprint([source.path])}.npz"}
 
 
+def test_cache_files_of_version_1_for_the_tag_are_removed_when_a_new_one_is_written(tmp_path):
+    # Version 1 named files <tag>-<16 hex>.npz (size+mtime key); nothing reads them any more,
+    # and each FER2013 one is 80-90 MB, so the first new write of that tag removes them.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    legacy, other_tag = cache / "t-0123456789abcdef.npz", cache / "u-0123456789abcdef.npz"
+    legacy.write_bytes(b"old")
+    other_tag.write_bytes(b"old")
+    Source(tmp_path / "a.csv").load(cache)
+    assert not legacy.exists() and other_tag.exists()
+
+
 def test_folder_sources_are_hashed_by_name_and_bytes(tmp_path):
     root = tmp_path / "data"
     (root / "happy").mkdir(parents=True)

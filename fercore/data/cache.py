@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 import zipfile
@@ -130,10 +131,13 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> bool:
             os.remove(tmp)
 
 
-def _remove_superseded(path: Path, prefix: str) -> None:
-    """Delete the other ``<prefix>*.npz`` files beside ``path``: older versions of the same source."""
+def _remove_superseded(path: Path, tag: str, source: str) -> None:
+    """Delete older versions of the same source beside ``path``: ``<tag>-<source>-*.npz``, and the
+    ``<tag>-<16 hex>.npz`` files of cache version 1, which no version since can read."""
+    legacy = re.compile(re.escape(tag) + r"-[0-9a-f]{16}\.npz")
     for other in path.parent.iterdir():
-        if other.name.startswith(prefix) and other.name.endswith(".npz") and other != path:
+        name = other.name
+        if other != path and ((name.startswith(f"{tag}-{source}-") and name.endswith(".npz")) or legacy.fullmatch(name)):
             try:
                 other.unlink()
             except OSError:
@@ -159,5 +163,5 @@ def cached_arrays(tag: str, files: Iterable, build: Callable[[], dict[str, np.nd
     if arrays is None:
         arrays = build()
         if _write_cache(path, arrays):
-            _remove_superseded(path, f"{tag}-{source}-")
+            _remove_superseded(path, tag, source)
     return arrays

@@ -9,6 +9,7 @@ and the points mapped back to the input's pixel coordinates.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.cache import cached_arrays, default_cache_dir, fingerprint
+from ..data.cache import cached_arrays, content_digest, default_cache_dir, fingerprint
 from ..env import landmark_model_path
 from .detect import DETECT_SIZE, Box, _gray, detect_faces
 
@@ -73,9 +74,15 @@ def _image_digest(images) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=4)
+def _model_digest(path: str, size: int, mtime_ns: int) -> str:
+    """blake2b of the predictor file's bytes, once per process and file version (about 0.4 s for its 100 MB)."""
+    return content_digest([path])
+
+
 def _cache_key(dataset, box: str) -> tuple[str, list[Path], dict]:
     """``(tag, files, extra)`` for ``cached_arrays``: dataset name and split in the file name, the
-    image bytes, the settings and the predictor file (path, size, mtime) in the hash."""
+    image bytes, the settings and the predictor file's bytes in the hash."""
     model = landmark_model_path()
     if model is None:
         _predictor()  # raises the clear "install face-recognition-models" error
@@ -85,7 +92,9 @@ def _cache_key(dataset, box: str) -> tuple[str, list[Path], dict]:
              "box": box, "min_face": MIN_FACE}
     if box == "detect":
         extra |= {"detect": "auto", "detect_size": DETECT_SIZE}
-    return tag, [model], extra
+    st = Path(model).stat()
+    extra["predictor"] = _model_digest(str(Path(model).resolve()), st.st_size, st.st_mtime_ns)
+    return tag, [], extra
 
 
 def _check_box(box: str) -> None:
