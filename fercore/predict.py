@@ -6,6 +6,7 @@ probabilities. A photo without a face is a result with an empty ``faces`` list a
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -64,7 +65,12 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
 
 
 def annotate(path, result: dict, out_dir) -> Path:
-    """Write a copy of the image with each face's box and label; never overwrites the input."""
+    """Write a copy of the image with each face's box and label as ``out_dir/STEM_pred.png``; return its path.
+
+    Never writes over an existing file (an input, an earlier run's output, another input's copy
+    with the same stem such as ``face.gif`` and ``face.webp``): the name then gets a number,
+    ``STEM_pred_1.png``, ``STEM_pred_2.png``, ...
+    """
     image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(image.shape[:2]) / 400))
     for face in result["faces"]:
@@ -72,10 +78,14 @@ def annotate(path, result: dict, out_dir) -> Path:
         text = f'{face["label"]} {face["probabilities"][face["label"]]:.0%}'
         cv2.rectangle(image, (left, top), (right, bottom), (0, 200, 0), thick)
         cv2.putText(image, text, (left, max(top - 4 * thick, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 200, 0), thick)
+    png = cv2.imencode(".png", image)[1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{Path(path).stem}_pred.png"
-    if target.resolve() == Path(path).resolve():
-        raise ValueError(f"refusing to overwrite the input image {path}")
-    cv2.imwrite(str(target), image)
-    return target
+    for n in itertools.count():
+        target = out_dir / f"{Path(path).stem}_pred{f'_{n}' if n else ''}.png"
+        try:
+            with open(target, "xb") as f:  # "x": fails if the file exists, even one created a moment ago
+                f.write(png.tobytes())
+            return target
+        except FileExistsError:
+            continue

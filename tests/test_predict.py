@@ -74,6 +74,48 @@ def test_missing_or_unreadable_file_is_named(checkpoint, photos, capsys, name):
     assert code == 2 and name in err and err.startswith("error:")
 
 
+def test_out_beside_the_inputs_overwrites_nothing_and_predicts_the_original_pixels(checkpoint, photos, tmp_path, capsys):
+    """An input named face_pred.png is neither replaced by face.jpg's copy nor predicted on that copy."""
+    import shutil
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photos / "one.jpg", folder / "face.jpg")
+    shutil.copy(photos / "two.png", folder / "face_pred.png")  # two faces, unlike face.jpg's one
+    before = (folder / "face_pred.png").read_bytes()
+    code, out, _ = predict(capsys, str(folder / "face.jpg"), str(folder / "face_pred.png"), "--checkpoint",
+                           str(checkpoint), "--out", str(folder), "--json")
+    face, face_pred = json.loads(out)
+    assert code == 0 and (folder / "face_pred.png").read_bytes() == before
+    assert len(face["faces"]) == 1 and len(face_pred["faces"]) == 2
+    assert face["annotated"] == str(folder / "face_pred_1.png") and face_pred["annotated"] == str(folder / "face_pred_pred.png")
+
+
+def test_inputs_with_the_same_stem_get_distinct_copies(checkpoint, photos, tmp_path, capsys):
+    from PIL import Image
+    image = Image.open(photos / "one.jpg")
+    image.save(tmp_path / "face.gif")
+    image.save(tmp_path / "face.webp")
+    out_dir = tmp_path / "out"
+    (out_dir).mkdir()
+    (out_dir / "face_pred.png").write_bytes(b"an earlier run's copy")
+    code, out, _ = predict(capsys, str(tmp_path / "face.gif"), str(tmp_path / "face.webp"), "--checkpoint",
+                           str(checkpoint), "--out", str(out_dir), "--json")
+    annotated = [r["annotated"] for r in json.loads(out)]
+    assert code == 0 and annotated == [str(out_dir / "face_pred_1.png"), str(out_dir / "face_pred_2.png")]
+    assert (out_dir / "face_pred.png").read_bytes() == b"an earlier run's copy"
+    assert all(cv2.imread(a).shape == (480, 640, 3) for a in annotated)
+
+
+def test_bad_images_are_reported_one_line_each_and_the_rest_predicted(checkpoint, photos, capsys):
+    code, out, err = predict(capsys, str(photos / "one.jpg"), str(photos / "missing.jpg"), str(photos / "broken.jpg"),
+                             str(photos / "two.png"), "--checkpoint", str(checkpoint), "--json")
+    results = json.loads(out)
+    assert code == 2 and [r["image"] for r in results] == [str(photos / "one.jpg"), str(photos / "two.png")]
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "missing.jpg" in lines[0] and "broken.jpg" in lines[1]
+
+
 # ---------------------------------------------------------------- the notebook's upload widget
 @pytest.fixture(scope="module")
 def uploader(checkpoint):
