@@ -1,7 +1,9 @@
-"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks. Every command prints JSON.
+"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks.
 
-Errors the user can fix (missing data, bad files, unknown names) print one clear line to
-stderr and exit with status 2, without a traceback.
+train, crossval, evaluate and datasets print JSON; predict, notebooks and landmarks print one
+line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
+unknown names, a wrong argument, a run folder in use) print one clear line to stderr and exit
+with status 2, without a traceback.
 """
 from __future__ import annotations
 
@@ -71,51 +73,80 @@ def _run_kwargs(args) -> dict:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .train import Trainer, load_model
+    from .train import Trainer, load_model, read_checkpoint, resolve_device
 
-    model = load_model(args.checkpoint, device="cpu")
-    dataset = load_dataset(args.dataset, args.data_root, args.split)
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, device=device)
+    config = read_checkpoint(args.checkpoint).get("config") or {}
+    name = args.dataset or config.get("dataset")
+    if not name:
+        raise ValueError(f"{args.checkpoint} does not say which dataset it was trained on; pass --dataset")
+    # The checkpoint's own data arguments (its fold, its classes) unless --data-arg says otherwise:
+    # fold 3's model evaluated on fold 0's test split would be scored on subjects it trained on.
+    trained_args = (config.get("data_args") or {}) if name == config.get("dataset") else {}
+    data_args = {**trained_args, **_key_values(args.data_arg, "--data-arg")}
+    dataset = load_dataset(name, args.data_root, args.split, **data_args)
     expected = model.default_cfg["num_classes"]
     if dataset.num_classes != expected:
-        raise ValueError(f"{args.checkpoint} predicts {expected} classes but {args.dataset} has {dataset.num_classes}")
-    trainer = Trainer(model, device=args.device, progress=False)
+        raise ValueError(f"{args.checkpoint} predicts {expected} classes but {name} {args.split} with "
+                         f"data args {data_args} has {dataset.num_classes} (a loader may take --data-arg classes={expected})")
+    overlap = trained_subjects(dataset, config, args.data_root) if name == config.get("dataset") else []
+    if overlap:
+        print(f"warning: {len(overlap)} subject(s) of {name} split {args.split!r} ({', '.join(overlap[:5])}"
+              f"{', ...' if len(overlap) > 5 else ''}) are in the checkpoint's training split (data args "
+              f"{config.get('data_args') or {}}): these figures are not subject-independent", file=sys.stderr)
     tta = None if args.tta == "none" else args.tta
-    result = trainer.evaluate(dataset, tta=tta)
+    result = Trainer(model, device=device, progress=False).evaluate(dataset, tta=tta)
     keys = ("accuracy", "macro_f1", "per_class_recall", "confusion", "n")
-    _print_json({**{k: result[k] for k in keys}, "loss": result.get("loss"), "dataset": args.dataset,
-                 "split": args.split, "tta": args.tta, "checkpoint": str(args.checkpoint)})
+    _print_json({**{k: result[k] for k in keys}, "loss": result.get("loss"), "dataset": name, "split": args.split,
+                 "data_args": data_args, "tta": args.tta, "checkpoint": str(args.checkpoint),
+                 "subjects_seen_in_training": overlap})
     return 0
+
+
+def trained_subjects(dataset, config: dict, data_root) -> list[str]:
+    """The subjects of ``dataset`` that are also in the training split the checkpoint's ``config`` names."""
+    from .data import load_dataset
+
+    if "subject" not in dataset.meta:
+        return []
+    train = load_dataset(config["dataset"], data_root, "train", **(config.get("data_args") or {}))
+    return sorted(set(dataset.meta["subject"].tolist()) & set(train.meta["subject"].tolist()))
 
 
 def cmd_predict(args) -> int:
     from .predict import annotate, predict_image
-    from .train import Trainer, load_model
+    from .train import load_model, resolve_device
 
-    model = load_model(args.checkpoint, device="cpu")
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
     ckpt_classes = torch_classes(args.checkpoint)
-    trainer = Trainer(model, device=args.device, progress=False)
-    results = []
+    # Every image is predicted before any annotated copy is written, so with --out beside the
+    # inputs no input is read after this run wrote something.
+    results, failed = [], 0
     for path in args.images:
-        result = predict_image(trainer, path, ckpt_classes, method=args.detector)
-        if args.out:
-            result["annotated"] = str(annotate(path, result, args.out))
-        results.append(result)
+        try:
+            results.append(predict_image(model, path, ckpt_classes, method=args.detector))
+        except (FileNotFoundError, ValueError) as err:  # report this image, go on with the rest
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+    if args.out:
+        for r in results:
+            r["annotated"] = str(annotate(r["image"], r, args.out))
     if args.json:
         _print_json(results)
     else:
         for r in results:
             faces = ", ".join(f'{f["label"]} ({f["probabilities"][f["label"]]:.0%}) at {f["box"]}' for f in r["faces"])
             print(f'{r["image"]}: {faces or r["message"]}')
-    return 0
+    return 2 if failed else 0
 
 
 def torch_classes(checkpoint) -> list[str]:
     """The class names a checkpoint was trained with (stored by the Trainer)."""
-    import torch
-
     from .labels import classes_for
+    from .train import read_checkpoint
 
-    config = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config") or {}
+    config = read_checkpoint(checkpoint).get("config") or {}
     return list(config.get("classes") or classes_for(config.get("default_cfg", {}).get("num_classes", 7)))
 
 
@@ -166,8 +197,15 @@ def cmd_landmarks(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one ``error: ...`` line (exit status 2) like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fercore", description="fercore: facial expression recognition, paper by paper.")
+    parser = Parser(prog="python -m fercore", description="fercore: facial expression recognition, paper by paper.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, help_text):
@@ -207,9 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", "Evaluate a checkpoint on a dataset split; prints accuracy, macro_f1, per_class_recall, confusion, n.")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--dataset", choices=list_datasets(), help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-root", default=default_data_root())
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data-arg", action="append", metavar="KEY=VALUE",
+                   help="passed to the loader, e.g. classes=7; default: the checkpoint's own (its fold, its classes)")
     p.add_argument("--tta", default="none", choices=("none", "flip", "ten_crop"))
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
@@ -217,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG or TIFF photos")
     p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
-    p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png); the inputs are never changed")
+    p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png, numbered when taken); no file is overwritten")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.add_argument("--detector", default="auto", choices=("auto", "hog", "haar", "whole"),
                    help="auto: dlib HOG, then OpenCV Haar; whole: the image is one pre-cropped face")

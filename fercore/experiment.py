@@ -15,8 +15,9 @@ import torch
 
 from . import __version__
 from .data import FERDataset, load_dataset
-from .models import create_model, get_model_info
-from .train import Trainer, load_model, seed_everything
+from .models import check_model_args, create_model, get_model_info
+from .runs import barrier, is_main_process, run_folder, write_json
+from .train import Trainer, load_model, read_checkpoint, resolve_device, seed_everything
 
 
 def resolve_dataset(dataset: str, scale: str, real: str = "fer2013", smoke: str = "synthetic") -> str:
@@ -71,15 +72,52 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     ``recipe_args`` change the recipe (``Recipe.with_args``: ``{"class_weights": "balanced"}``,
     ``{"augment.rotate": 0}``).
 
-    An ``out`` folder that already holds a run is continued with ``resume=True`` or replaced
-    with ``overwrite=True``; otherwise it is left alone and an error says so.
+    An ``out`` folder that already holds a run is continued with ``resume=True`` (with the
+    settings it was started with; only ``epochs`` may grow) or replaced with ``overwrite=True``;
+    otherwise it is left alone and an error says so. One process at a time may use ``out``.
     """
     out = Path(out)
-    if (out / "last.pt").exists() and not (resume or overwrite):
-        raise FileExistsError(f"{out} already holds a run (last.pt); pass --resume to continue it "
-                              "or --overwrite to replace it, or choose another --out")
     model_args, data_args, recipe_args = dict(model_args or {}), dict(data_args or {}), dict(recipe_args or {})
+    # Everything a user typed is checked before the folder is touched or any data is read.
     recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
+    check_model_args(model, model_args)
+    resolve_device(device)
+    settings = {"model": model, "dataset": dataset, "scale": scale, "seed": seed, "model_args": model_args,
+                "data_args": data_args, "recipe": recipe.to_dict()}
+    with run_folder(out, resume=resume, overwrite=overwrite):
+        if resume and (out / "last.pt").exists():
+            check_resume_settings(out / "last.pt", settings)
+        return _train_and_report(model, dataset, data_root, recipe, out, scale=scale, epochs=epochs, seed=seed,
+                                 device=device, resume=resume, progress=progress, callbacks=callbacks,
+                                 model_args=model_args, data_args=data_args, recipe_args=recipe_args)
+
+
+def check_resume_settings(checkpoint, settings: dict) -> None:
+    """Refuse to resume ``checkpoint`` with settings other than those it was trained with (``epochs`` may change).
+
+    Resuming restores the model, optimizer and RNG states as they were, so a changed seed or
+    learning rate would be recorded in ``metrics.json`` without having been used.
+    """
+    saved = read_checkpoint(checkpoint).get("config") or {}
+    saved = {**saved, "model": saved.get("model_name")}
+    now = json.loads(json.dumps(settings))  # tuples -> lists, as the checkpoint stores them
+    changed = []
+    for key, value in now.items():
+        if key == "recipe":
+            old = saved.get("recipe") or {}
+            changed += [f"recipe {k}: {old[k]!r} -> {v!r}" for k, v in value.items()
+                        if k != "epochs" and k in old and old[k] != v]
+        elif key in saved and saved[key] != value:
+            changed.append(f"{key}: {saved[key]!r} -> {value!r}")
+    if changed:
+        raise ValueError(f"--resume: {checkpoint} was trained with other settings ({'; '.join(changed)}); resume "
+                         "with the settings it was started with (only --epochs may change), or start a new run "
+                         "with --overwrite or another --out")
+
+
+def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, epochs, seed, device, resume, progress,
+                      callbacks, model_args, data_args, recipe_args) -> dict:
+    """``run_experiment`` once its arguments are checked and its run folder is held."""
     seed_everything(seed)
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
     val = seeded_subset(load_dataset(dataset, data_root, "val", **data_args), recipe.val_subset, seed)
@@ -95,6 +133,7 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     seconds = time.perf_counter() - start
 
     # Report with the checkpoint chosen on validation; the test split is evaluated once, here.
+    barrier()  # under torchrun every rank reads best.pt, which rank 0 wrote
     evaluator = Trainer(load_model(out / "best.pt", device=trainer.device), device=trainer.device, progress=False)
     val_metrics = evaluator.evaluate(val)
     test_metrics = evaluator.evaluate(test) if test is not None else None
@@ -123,7 +162,8 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
         "environment": {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads()},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    if is_main_process():
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -135,22 +175,27 @@ def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10,
     ``kw`` goes to ``run_experiment`` (scale, epochs, seed, model_args, data_args, ...).
     """
     out = Path(out)
+    if folds < 1:
+        raise ValueError(f"folds must be a positive integer, got {folds}")
     data_args = dict(kw.pop("data_args", None) or {})
-    runs = [run_experiment(model, dataset, data_root, out=out / f"fold_{k}",
-                           data_args={**data_args, "fold": k, "folds": folds}, **kw) for k in range(folds)]
-    accuracies = [r["test"]["accuracy"] for r in runs]
-    summary = {
-        "model": model, "dataset": dataset, "folds": folds,
-        "protocol": f"subject-independent {folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
-        "test_accuracy_mean": float(np.mean(accuracies)), "test_accuracy_std": float(np.std(accuracies)),
-        "test_macro_f1_mean": float(np.mean([r["test"]["macro_f1"] for r in runs])),
-        "per_fold": [{"fold": k, "test_accuracy": r["test"]["accuracy"], "n_test": r["n_test"],
-                      "best_epoch": r["best_epoch"], "val_accuracy": r["val"]["accuracy"]} for k, r in enumerate(runs)],
-        "command": command_line(model, dataset, data_root, kw.get("scale", "smoke"), kw.get("epochs"), kw.get("seed", 0),
-                                out, kw.get("model_args"), data_args, subcommand="crossval", folds=folds,
-                                recipe_args=kw.get("recipe_args")),
-    }
-    (out / "cv.json").write_text(json.dumps(summary, indent=2))
+    # The folds' own folders are checked and locked by run_experiment; this holds cv.json's.
+    with run_folder(out, resume=kw.get("resume", False), overwrite=kw.get("overwrite", False), resume_from=None):
+        runs = [run_experiment(model, dataset, data_root, out=out / f"fold_{k}",
+                               data_args={**data_args, "fold": k, "folds": folds}, **kw) for k in range(folds)]
+        accuracies = [r["test"]["accuracy"] for r in runs]
+        summary = {
+            "model": model, "dataset": dataset, "folds": folds,
+            "protocol": f"subject-independent {folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
+            "test_accuracy_mean": float(np.mean(accuracies)), "test_accuracy_std": float(np.std(accuracies)),
+            "test_macro_f1_mean": float(np.mean([r["test"]["macro_f1"] for r in runs])),
+            "per_fold": [{"fold": k, "test_accuracy": r["test"]["accuracy"], "n_test": r["n_test"],
+                          "best_epoch": r["best_epoch"], "val_accuracy": r["val"]["accuracy"]} for k, r in enumerate(runs)],
+            "command": command_line(model, dataset, data_root, kw.get("scale", "smoke"), kw.get("epochs"),
+                                    kw.get("seed", 0), out, kw.get("model_args"), data_args, subcommand="crossval",
+                                    folds=folds, recipe_args=kw.get("recipe_args")),
+        }
+        if is_main_process():
+            write_json(out / "cv.json", summary)
     return summary
 
 

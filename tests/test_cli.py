@@ -140,3 +140,207 @@ def test_model_arg_without_equals_sign_is_a_clear_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--model", "simple_cnn", "--dataset", "synthetic", "--model-arg", "width",
                            "--out", str(tmp_path / "r"), "--quiet")
     assert code == 2 and "--model-arg expects KEY=VALUE" in err and "'width'" in err
+
+
+# ---------------------------------------------------------------- issue 10: run folders, resume, evaluate, errors
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ``python -m fercore ARGV``, argparse's own errors included."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+TRAIN = ("train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--quiet")
+
+
+def copy_run(trained, out, keep=None):
+    import shutil
+    shutil.copytree(trained, out)
+    for p in out.iterdir():
+        if keep is not None and p.name not in keep:
+            p.unlink()
+    return out
+
+
+def test_a_run_without_last_pt_is_still_refused(trained, tmp_path, capsys):
+    """best.pt and metrics.json of an earlier run (no last.pt) are not replaced silently."""
+    out = copy_run(trained, tmp_path / "old", keep={"best.pt", "metrics.json"})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = cli(capsys, *TRAIN, "--out", str(out))
+    assert code == 2 and "already holds a run (best.pt, metrics.json)" in one_error_line(err)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_overwrite_leaves_no_file_of_the_earlier_run(trained, tmp_path, capsys):
+    out = copy_run(trained, tmp_path / "old")
+    (out / "cv.json").write_text("{}")  # e.g. a crossval that once ran here
+    code, _, _ = cli(capsys, *TRAIN, "--out", str(out), "--overwrite")
+    assert code == 0 and not (out / "cv.json").exists()
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("where", ["file", "below_a_file"])
+def test_a_file_valued_out_is_refused_before_any_data_is_read(tmp_path, capsys, where):
+    (tmp_path / "notes.txt").write_text("x")
+    out = tmp_path / "notes.txt" if where == "file" else tmp_path / "notes.txt" / "run"
+    # fer2013 is not under this root: the --out error must come first, before the loader looks for data.
+    code, _, err = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "fer2013", "--data-root",
+                       str(tmp_path / "nowhere"), "--out", str(out))
+    assert code == 2 and "is a file" in one_error_line(err) and str(tmp_path / "notes.txt") in err
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
+def test_a_second_train_on_a_folder_in_use_fails_clearly(tmp_path, capsys):
+    """One process holds OUT (as a running ``train`` does); a second ``train`` on it exits 2 and writes nothing."""
+    from test_runs import HOLDER
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, err = cli(capsys, *TRAIN, "--out", str(out))
+        assert code == 2 and f"{out} is in use by another run (pid {holder.pid}" in one_error_line(err)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("change, named", [
+    (("--seed", "1"), "seed: 0 -> 1"),
+    (("--recipe-arg", "lr=0.01"), "recipe lr: 0.002 -> 0.01"),
+    (("--batch-size", "16"), "recipe batch_size: 64 -> 16"),
+    (("--model-arg", "dropout=0.1"), "model_args: {} -> {'dropout': 0.1}"),
+    (("--data-arg", "n=100"), "data_args: {} -> {'n': 100}"),
+])
+def test_resume_refuses_a_changed_setting_and_names_it(trained, tmp_path, capsys, change, named):
+    out = copy_run(trained, tmp_path / "run")
+    before = (out / "metrics.json").read_bytes()
+    code, _, err = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "synthetic", "--scale", "smoke",
+                       "--epochs", "3", "--out", str(out), "--resume", "--quiet", *change)
+    assert code == 2 and named in one_error_line(err) and "only --epochs may change" in err
+    assert (out / "metrics.json").read_bytes() == before and torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_metrics_json_is_replaced_whole_not_rewritten_in_place(trained, tmp_path, capsys):
+    """Written atomically (temp file + rename): a reader holding the old file keeps reading the old, whole file."""
+    import os
+    out = copy_run(trained, tmp_path / "run")
+    os.link(out / "metrics.json", tmp_path / "old_metrics.json")  # the old file's inode, as an open reader sees it
+    old = (tmp_path / "old_metrics.json").read_text()
+    code, _, _ = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "synthetic", "--scale", "smoke",
+                     "--epochs", "2", "--out", str(out), "--resume", "--quiet")
+    assert code == 0 and (tmp_path / "old_metrics.json").read_text() == old
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+    assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (("--model-arg", "wdth=32"), "model simple_cnn has no argument 'wdth'; it accepts: num_classes, in_chans, width, dropout"),
+    (("--model-arg", "width=abc"), "argument width must be int, got 'abc'"),
+    (("--model", "deepfer", "--model-arg", "widths=abc"), "model deepfer cannot be built with widths='abc'"),
+    (("--recipe-arg", "augment.nonexist=1"), "unknown option(s) 'nonexist'; valid options: crop_padding"),
+    (("--recipe-arg", "lr=abc"), "recipe field lr must be float, got 'abc'"),
+    (("--batch-size", "0"), "batch_size must be a positive integer, got 0"),
+    (("--epochs", "0"), "epochs must be a positive integer, got 0"),
+    (("--epochs", "-1"), "epochs must be a positive integer, got -1"),
+    (("--epochs", "two"), "argument --epochs: invalid int value: 'two'"),
+    (("--device", "tpu"), "unknown device 'tpu'"),
+])
+def test_a_wrong_train_argument_is_one_line_naming_it_before_anything_runs(tmp_path, capsys, args, named):
+    argv = ["train", "--model", "simple_cnn", "--dataset", "synthetic", "--out", str(tmp_path / "run"), "--quiet"]
+    if "--model" in args:  # this case names another model
+        argv[2] = args[1]
+        args = args[2:]
+    code, _, err = cli(capsys, *argv, *args)
+    assert code == 2 and named in one_error_line(err)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_device_cuda_without_cuda_is_one_line(trained, tmp_path, capsys, command):
+    argv = {"train": [*TRAIN, "--out", str(tmp_path / "run")],
+            "evaluate": ["evaluate", "--checkpoint", str(trained / "best.pt"), "--dataset", "synthetic"],
+            "predict": ["predict", str(tmp_path / "photo.jpg"), "--checkpoint", str(trained / "best.pt")]}[command]
+    code, _, err = cli(capsys, *argv, "--device", "cuda")
+    assert code == 2 and "cuda" in one_error_line(err) and "no usable CUDA" in err
+
+
+def bad_checkpoints(trained, folder) -> dict:
+    """A truncated checkpoint, a foreign file, and one whose weights belong to another architecture."""
+    folder.mkdir()
+    data = (trained / "best.pt").read_bytes()
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (folder / "foreign.pt").write_text("not a checkpoint")
+    from fercore.models import create_model
+    ckpt = torch.load(trained / "last.pt", weights_only=True)
+    ckpt["model"] = create_model("simple_cnn", width=8).state_dict()  # the config says width 16
+    torch.save(ckpt, folder / "other_arch.pt")
+    return {"truncated.pt": "truncated", "foreign.pt": "is not a checkpoint", "other_arch.pt": "shapes differ"}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "resume"])
+def test_a_bad_checkpoint_is_one_line_naming_the_file(trained, tmp_path, capsys, command):
+    for name, says in bad_checkpoints(trained, tmp_path / "ckpts").items():
+        path = tmp_path / "ckpts" / name
+        if command == "evaluate":
+            argv = ["evaluate", "--checkpoint", str(path), "--dataset", "synthetic"]
+        elif command == "predict":
+            from fercore.predict import SAMPLE_PHOTO
+            argv = ["predict", str(SAMPLE_PHOTO), "--checkpoint", str(path)]
+        else:
+            out = tmp_path / f"run_{name}"
+            out.mkdir()
+            (out / "last.pt").write_bytes(path.read_bytes())
+            argv = [*TRAIN, "--out", str(out), "--resume", "--epochs", "3"]
+            path = out / "last.pt"
+        code, _, err = cli(capsys, *argv)
+        line = one_error_line(err)
+        assert code == 2 and str(path) in line and says in line, line
+
+
+def test_evaluate_uses_the_checkpoints_fold_and_warns_on_seen_subjects(tmp_path, capsys):
+    """A fold-1 model is evaluated on fold 1's test subjects; fold 0's test subjects are its training subjects."""
+    from test_jaffe import make_jaffe
+    make_jaffe(tmp_path / "data" / "jaffe")
+    root, out = str(tmp_path / "data"), tmp_path / "fold1"
+    code, _, _ = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", root, "--epochs", "1",
+                     "--data-arg", "fold=1", "--data-arg", "folds=3", "--out", str(out), "--quiet")
+    assert code == 0
+    reported = json.loads((out / "metrics.json").read_text())["test"]
+    code, stdout, err = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--data-root", root)
+    result = json.loads(stdout)
+    assert code == 0 and err == "" and result["dataset"] == "jaffe" and result["data_args"] == {"fold": 1, "folds": 3}
+    assert result["n"] == reported["n"] and result["accuracy"] == pytest.approx(reported["accuracy"])
+    assert result["subjects_seen_in_training"] == []
+    code, stdout, err = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--data-root", root,
+                            "--dataset", "jaffe", "--data-arg", "fold=0")
+    seen = json.loads(stdout)["subjects_seen_in_training"]
+    assert code == 0 and seen and err.startswith("warning: ") and "not subject-independent" in err
+    assert all(s in err for s in seen[:5])
+
+
+def test_evaluate_a_seven_class_ckplus_model(tmp_path, capsys):
+    from test_ckplus import make_original
+    make_original(tmp_path / "data" / "CK+")
+    root, out = str(tmp_path / "data"), tmp_path / "ck7"
+    code, _, _ = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "ckplus", "--data-root", root, "--epochs", "1",
+                     "--data-arg", "classes=7", "--data-arg", "folds=3", "--out", str(out), "--quiet")
+    assert code == 0
+    for extra in ((), ("--data-arg", "classes=7")):
+        code, stdout, _ = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--dataset", "ckplus",
+                              "--data-root", root, "--split", "val", *extra)
+        assert code == 0 and len(json.loads(stdout)["per_class_recall"]) == 7
+    code, _, err = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--data-root", root,
+                       "--data-arg", "classes=8")
+    assert code == 2 and "predicts 7 classes" in one_error_line(err) and "classes=7" in err

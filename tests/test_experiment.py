@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -28,6 +29,12 @@ def test_crossval_tests_every_subject_once_and_summarises(tmp_path, capsys):
     assert summary["test_accuracy_mean"] == pytest.approx(sum(accs) / 3)
     assert summary["command"].startswith("python -m fercore crossval --model simple_cnn --dataset jaffe")
     assert "--folds 3" in summary["command"] and "fold_0" not in summary["command"]
+    # Resumed (nothing left to train), cv.json is replaced whole: a reader of the old file keeps it intact.
+    os.link(out / "cv.json", tmp_path / "old_cv.json")
+    assert main(["crossval", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", str(tmp_path / "data"),
+                 "--folds", "3", "--epochs", "1", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert json.loads((tmp_path / "old_cv.json").read_text()) == summary == json.loads(capsys.readouterr().out)
+    assert not (out / ".lock").exists() and not list(out.glob(".*.tmp"))
 
 
 def test_sweep_chooses_on_validation_and_keeps_every_run(tmp_path):
@@ -100,3 +107,16 @@ def test_reference_runs_name_a_broken_or_foreign_file(tmp_path):
     (tmp_path / "01_broken.json").write_text(json.dumps({"accuracy": 0.9}))
     with pytest.raises(ValueError, match=r"01_broken\.json lacks model, dataset, command, val, history"):
         reference_runs("01_*.json", tmp_path)
+
+
+def test_crossval_refuses_an_earlier_crossval_and_a_bad_fold_count(tmp_path, capsys):
+    out = tmp_path / "cv"
+    (out / "fold_0").mkdir(parents=True)
+    (out / "cv.json").write_text('{"test_accuracy_mean": 0.9}')
+    argv = ["crossval", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", str(tmp_path / "nowhere"),
+            "--epochs", "1", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "already holds a run (cv.json, fold_0)" in capsys.readouterr().err
+    assert (out / "cv.json").read_text() == '{"test_accuracy_mean": 0.9}'
+    assert main([*argv, "--out", str(tmp_path / "new"), "--folds", "0"]) == 2
+    assert "folds must be a positive integer, got 0" in capsys.readouterr().err
