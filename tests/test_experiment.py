@@ -30,10 +30,12 @@ def test_crossval_tests_every_subject_once_and_summarises(tmp_path, capsys):
     assert summary["command"].startswith("python -m fercore crossval --model simple_cnn --dataset jaffe")
     assert "--folds 3" in summary["command"] and "fold_0" not in summary["command"]
     # Resumed (nothing left to train), cv.json is replaced whole: a reader of the old file keeps it intact.
+    (out / "cv.json").write_text(json.dumps({**summary, "note": "the earlier file"}))
     os.link(out / "cv.json", tmp_path / "old_cv.json")
     assert main(["crossval", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", str(tmp_path / "data"),
                  "--folds", "3", "--epochs", "1", "--out", str(out), "--resume", "--quiet"]) == 0
-    assert json.loads((tmp_path / "old_cv.json").read_text()) == summary == json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "old_cv.json").read_text())["note"] == "the earlier file"
+    assert json.loads((out / "cv.json").read_text()) == summary == json.loads(capsys.readouterr().out)
     assert not (out / ".lock").exists() and not list(out.glob(".*.tmp"))
 
 
