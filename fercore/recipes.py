@@ -4,6 +4,7 @@ Each model registers ``smoke``, ``standard`` and ``full`` recipes with ``registe
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 SCALES = ("smoke", "standard", "full")
@@ -86,10 +87,10 @@ def fits_type(value, type_name: str) -> bool:
     """
     if type_name == "None":
         return value is None
-    if type_name == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "float":  # numbers.Real and Integral take NumPy's scalars too
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if type_name == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     kinds = {"str": str, "dict": dict, "bool": bool}
     return isinstance(value, kinds[type_name]) if type_name in kinds else True
 
