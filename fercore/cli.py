@@ -118,6 +118,8 @@ def cmd_predict(args) -> int:
     from .predict import annotate, predict_image
     from .train import load_model, resolve_device
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder")
     model = load_model(args.checkpoint, device=resolve_device(args.device))
     ckpt_classes = torch_classes(args.checkpoint)
     # Every image is predicted before any annotated copy is written, so with --out beside the

@@ -114,6 +114,8 @@ def test_bad_images_are_reported_one_line_each_and_the_rest_predicted(checkpoint
     lines = err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
     assert "missing.jpg" in lines[0] and "broken.jpg" in lines[1]
+    code, out, err = predict(capsys, str(photos / "one.jpg"), "--checkpoint", str(checkpoint), "--out", str(photos / "one.jpg"))
+    assert code == 2 and out == "" and err == f"error: --out {photos / 'one.jpg'} is a file, not a folder\n"
 
 
 # ---------------------------------------------------------------- the notebook's upload widget
