@@ -163,6 +163,17 @@ def test_affine_matches_torchvision_per_sample_on_a_non_square_image():
         torch.testing.assert_close(out[b], ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("size", [(5, 1, 48, 48), (3, 2, 20, 31)])
+def test_affine_grid_is_torchs_with_its_gradient(size):
+    theta = torch.randn(size[0], 2, 3, generator=gen(1), requires_grad=True)
+    ours = A.affine_grid(theta, size)
+    theirs = torch.nn.functional.affine_grid(theta, list(size), align_corners=False)
+    torch.testing.assert_close(ours, theirs)
+    weights = torch.randn(theirs.shape, generator=gen(2))
+    (g1,), (g2,) = (torch.autograd.grad((grid * weights).sum(), theta) for grid in (ours, theirs))
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)  # sums of H*W products, added in another order
+
+
 # ------------------------------------------------------------------ erasing
 def test_erasing_p1_zeroes_one_rectangle_of_allowed_area():
     x = images(64, c=3)

@@ -78,12 +78,13 @@ def _out_size(size: int | None, x: Tensor) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- functional ops (batched)
 def crop(x: Tensor, top: Tensor, left: Tensor, height: int, width: int) -> Tensor:
-    """Cut a ``height x width`` window at ``(top[k], left[k])`` from each sample ``k``, by indexing."""
+    """Cut a ``height x width`` window at ``(top[k], left[k])`` from each sample ``k``, with one gather."""
+    b, c, _, w = x.shape
     rows = top.to(x.device)[:, None] + torch.arange(height, device=x.device)   # (B, h)
     cols = left.to(x.device)[:, None] + torch.arange(width, device=x.device)   # (B, w)
-    b = torch.arange(len(x), device=x.device)[:, None, None]
-    # x moved to (B, H, W, C) so that the three index tensors pick whole pixels.
-    return x.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    # One gather of flat pixel indices: several times faster on a CPU than indexing rows and columns.
+    flat = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, -1).expand(b, c, -1)
+    return x.flatten(2).gather(2, flat).view(b, c, height, width)
 
 
 def resized_crop(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, size) -> Tensor:
@@ -104,6 +105,21 @@ def resized_crop(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Te
     gy, gx = axis(top, height, out_h, in_h), axis(left, width, out_w, in_w)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (B, out_h, out_w, 2)
     return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
+
+
+def affine_grid(theta: Tensor, size) -> Tensor:
+    """``F.affine_grid(theta, size, align_corners=False)`` for a 4-D ``size``, several times faster on a CPU.
+
+    torch multiplies each sample's ``(H*W, 3)`` pixel coordinates by its own ``(3, 2)`` matrix,
+    many tiny products that a CPU runs slowly (longer than the ``grid_sample`` that follows);
+    one ``(H*W, 3) @ (3, 2N)`` product gives the same grid, up to float rounding.
+    """
+    n, _, h, w = size
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1  # pixel centres in [-1, 1]
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones_like(xs).expand(h, w)], -1)
+    grid = torch.einsum("pk,nik->npi", base.view(h * w, 3), theta).reshape(n, h, w, 2)
+    return grid.contiguous()  # grid_sample reads a contiguous grid about twice as fast
 
 
 def hflip(x: Tensor, flip: Tensor) -> Tensor:
@@ -127,7 +143,7 @@ def affine(x: Tensor, angle: Tensor, translate: Tensor, scale: Tensor, interpola
         torch.stack([cos, sin * h / w, -(cos * tx + sin * ty) * 2 / w], 1),
         torch.stack([-sin * w / h, cos, (sin * tx - cos * ty) * 2 / h], 1),
     ], 1)
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    grid = affine_grid(theta.to(x.device, x.dtype), x.shape)
     return F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
 
 
