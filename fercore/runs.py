@@ -176,27 +176,3 @@ def init_distributed(device=None) -> int:
             torch.cuda.set_device(local_rank() if device.index is None else device.index)
         dist.init_process_group("nccl" if cuda else "gloo")
     return world_size()
-
-
-# ---------------------------------------------------------------- joining a torchrun job
-def local_rank() -> int:
-    """This process's index on its machine under torchrun (``LOCAL_RANK``), else 0: which GPU it drives."""
-    return int(os.environ.get("LOCAL_RANK", 0))
-
-
-def init_distributed(device=None) -> int:
-    """Join the torchrun job once (NCCL for a CUDA ``device``, else gloo); return the world size.
-
-    Outside torchrun (``WORLD_SIZE`` unset or 1) it does nothing and returns 1; a second call
-    finds the group already joined. The Trainer calls it in ``fit`` and ``evaluate``, never on
-    construction, so building a Trainer only to evaluate starts no process group.
-    """
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and dist.is_available() and not dist.is_initialized():
-        import torch
-
-        device = torch.device(device or "cpu")
-        cuda = device.type == "cuda"
-        if cuda:  # each process drives its own GPU
-            torch.cuda.set_device(local_rank() if device.index is None else device.index)
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return world_size()
