@@ -16,7 +16,6 @@ import torch.nn as nn
 
 from .data.images import SIZE as FACE_SIZE
 from .faces import faces_in, read_image
-from .train import Trainer
 from .transforms import predict_proba
 
 # A 640x480 JPEG of one synthetic happy face, shipped with the package so that notebooks and
@@ -46,8 +45,6 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
     looks like those the model was trained on; ``fercore.transforms.predict_proba`` then gives
     it to the model exactly as the Trainer does (crop or resize, channels, normalisation).
     """
-    if isinstance(model, Trainer):  # cli.py still passes a Trainer; this line goes when it passes the model
-        model = model.model
     image = read_image(path)
     found = faces_in(image, method=method, size=face_size)
     result = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": []}

@@ -9,7 +9,7 @@
 
 Every file write (``fercore.runs.atomic_write``) is logged as ``LOG/writes_rank<R>.json``;
 rank 0 writes ``LOG/result.json``: the world size, how far the ranks' weights and buffers
-drifted apart, and how many validation images were counted.
+drifted apart, how many validation images were counted, and what ``sync_bn=True`` said on a CPU.
 """
 import json
 import sys
@@ -47,9 +47,15 @@ for name, model, batch, augment in [("aug", tiny_model(), 32, build_augment(crop
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     spread = max(spread, (high - low).abs().max().item())
 val_n = trainer.evaluate(val)["n"]
+try:  # torch's SyncBatchNorm has no CPU kernels: asking for it here must say so, on every rank alike
+    Trainer(tiny_model(), device="cpu", sync_bn=True, progress=False).fit(toy(8), epochs=1)
+    sync_bn = "trained"
+except ValueError as err:
+    sync_bn = str(err)
 rank = dist.get_rank()
 (log_dir / f"writes_rank{rank}.json").write_text(json.dumps(written))
 if rank == 0:
-    result = {"world_size": dist.get_world_size(), "max_weight_difference_between_ranks": spread, "val_n": val_n}
+    result = {"world_size": dist.get_world_size(), "max_weight_difference_between_ranks": spread, "val_n": val_n,
+              "sync_bn": sync_bn}
     (log_dir / "result.json").write_text(json.dumps(result))
 dist.destroy_process_group()

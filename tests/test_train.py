@@ -344,6 +344,7 @@ def test_ddp_two_cpu_processes_under_torchrun(tmp_path):
     result = json.loads((log / "result.json").read_text())
     assert result["world_size"] == 2 and result["max_weight_difference_between_ranks"] == 0  # buffers too
     assert result["val_n"] == 63  # every validation image counted once, the odd one too
+    assert "sync_bn=True: torch's SyncBatchNorm runs on GPUs only" in result["sync_bn"]
     writes = {r: json.loads((log / f"writes_rank{r}.json").read_text()) for r in (0, 1)}
     assert writes[1] == []  # rank 1 wrote nothing
     for name in ("aug", "exact"):
