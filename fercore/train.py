@@ -145,8 +145,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- distributed
     def _join(self) -> None:
-        """Under torchrun: join the process group once and wrap the model in DistributedDataParallel once."""
+        """Under torchrun: join the process group (once per process; ``evaluate`` needs it for its sums)."""
         self.world = runs.init_distributed(self.device)
+
+    def _wrap(self) -> None:
+        """Under torchrun: wrap the model in DistributedDataParallel once, for training."""
         if self.world == 1 or self.net is not self.model:
             return
         if self.sync_bn:
@@ -228,6 +231,7 @@ class Trainer:
         if resume is True and self.out_dir is None:
             raise ValueError("resume=True reads out_dir/last.pt, but this Trainer has no out_dir")
         self._join()
+        self._wrap()
         if resume:
             path = self.out_dir / "last.pt" if resume is True else Path(resume)
             if resume is not True or path.exists():
