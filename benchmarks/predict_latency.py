@@ -19,8 +19,9 @@ import torch
 
 from fercore.faces import align_face, detect_faces, predict_landmarks
 from fercore.models import create_model
-from fercore.predict import synthetic_photo
-from fercore.train import Trainer, load_model
+from fercore.predict import FACE_SIZE, synthetic_photo
+from fercore.train import load_model
+from fercore.transforms import predict_proba
 
 
 def photo() -> np.ndarray:
@@ -37,8 +38,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint) if args.checkpoint else create_model(args.model).eval()
-    trainer = Trainer(model, device="cpu", progress=False)
-    image, size = photo(), trainer.input_hw[0]
+    image, size = photo(), FACE_SIZE  # predict_image's alignment size; the model's input path does the rest
     stages = {"detect": [], "landmarks": [], "align": [], "model": [], "total": []}
     for i in range(args.repeats + 3):  # the first runs load dlib's models and warm up torch
         t0 = time.perf_counter()
@@ -48,7 +48,7 @@ def main() -> None:
         t2 = time.perf_counter()
         face = align_face(image, points, size)
         t3 = time.perf_counter()
-        trainer.predict_proba(torch.from_numpy(face)[None, None])
+        predict_proba(model, torch.from_numpy(face)[None, None])
         t4 = time.perf_counter()
         if i >= 3:
             for key, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):

@@ -38,15 +38,22 @@ def _print_json(obj) -> None:
 def cmd_train(args) -> int:
     from .experiment import run_experiment
 
+    from .runs import is_main_process
+
     metrics = run_experiment(args.model, args.dataset, args.data_root, **_run_kwargs(args))
-    _print_json(metrics)
+    if is_main_process():  # under torchrun every rank returns the metrics; one prints them
+        _print_json(metrics)
     return 0
 
 
 def cmd_crossval(args) -> int:
     from .experiment import cross_validate
 
-    _print_json(cross_validate(args.model, args.dataset, args.data_root, folds=args.folds, **_run_kwargs(args)))
+    from .runs import is_main_process
+
+    summary = cross_validate(args.model, args.dataset, args.data_root, folds=args.folds, **_run_kwargs(args))
+    if is_main_process():
+        _print_json(summary)
     return 0
 
 

@@ -371,8 +371,9 @@ def test_ddp_two_cpu_processes_under_torchrun(tmp_path):
 @pytest.mark.slow
 def test_train_command_under_torchrun_writes_one_run(tmp_path):
     out = tmp_path / "run"
-    torchrun("-m", "fercore", "train", "--model", "simple_cnn", "--dataset", "synthetic", "--scale", "smoke",
-             "--epochs", "2", "--out", out, "--quiet")
+    proc = torchrun("-m", "fercore", "train", "--model", "simple_cnn", "--dataset", "synthetic", "--scale", "smoke",
+                    "--epochs", "2", "--out", out, "--quiet")
+    json.loads(proc.stdout)  # one metrics JSON on stdout (rank 0's), not one per rank
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + ["metrics.json"])  # no temp or lock files
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and [r["train_images"] for r in metrics["history"]] == [3500, 3500]
