@@ -31,3 +31,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     # Tests never write into the user's ~/.cache; each session gets its own cache folder.
     monkeypatch.setenv("FERCORE_CACHE", str(tmp_path_factory.getbasetemp() / "fercore-cache"))
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: the machine's cores are shared, and one thread is also
+    the fastest for tiny batches. Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

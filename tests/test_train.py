@@ -26,13 +26,7 @@ HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_accuracy", "train_images"
                    "val_accuracy", "val_macro_f1", "seconds", "is_best", "best_by"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine's cores are shared; one thread is also the fastest for these tiny batches.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy(n=200, seed=0, classes=4) -> FERDataset:

@@ -22,12 +22,7 @@ from fercore.models import create_model  # noqa: E402
 from fercore.transforms import ModelInput, predict_logits, predict_proba, resolve_data_config  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def faces(n=6, size=48, channels=1, seed=0) -> torch.Tensor:
