@@ -191,6 +191,14 @@ def test_unknown_split_lists_the_valid_splits_before_reading_anything(case, tmp_
     assert not isinstance(err.value, DatasetNotFoundError)
 
 
+def test_an_unknown_loader_argument_is_named_with_the_accepted_ones(tmp_path):
+    # `evaluate --data-arg classes=8` on a synthetic-trained checkpoint reached the loader as a TypeError.
+    with pytest.raises(ValueError, match=r"dataset synthetic has no loader argument 'classes'; it accepts: n, size, "):
+        load_dataset("synthetic", None, "val", classes=8)
+    with pytest.raises(ValueError, match=r"dataset jaffe has no loader argument 'flod'; it accepts: fold, folds"):
+        load_dataset("jaffe", tmp_path / "nowhere", "train", flod=3)
+
+
 @_params(CASES)
 def test_split_lengths_and_types(case, tmp_path, cache):
     root = _root(case, tmp_path)

@@ -9,6 +9,7 @@ loaders do not check it again. Image-folder loaders share ``images`` (listing, d
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -77,9 +78,22 @@ def load_dataset(name: str, root=None, split: str = "train", *, transform=None, 
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"unknown split {split!r} for {name}; valid splits: {', '.join(info.splits)}")
+    accepted = loader_arguments(name)
+    unknown = [k for k in kw if accepted is not None and k not in accepted]
+    if unknown:  # e.g. --data-arg classes=7 on a dataset without a classes option: say so, not a TypeError
+        raise ValueError(f"dataset {name} has no loader argument {', '.join(map(repr, unknown))}; "
+                         f"it accepts: {', '.join(accepted) or 'none'}")
     dataset = info.load(Path(root).expanduser() if root is not None else None, split, **kw)
     dataset.transform, dataset.target_transform = transform, target_transform
     return dataset
+
+
+def loader_arguments(name: str) -> list[str] | None:
+    """The keyword arguments ``name``'s loader accepts (None when it takes any ``**kw``)."""
+    params = list(inspect.signature(dataset_info(name).load).parameters.values())[2:]  # after root, split
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def find_datasets(root) -> list[dict]:
