@@ -309,14 +309,20 @@ def test_a_bad_checkpoint_is_one_line_naming_the_file(trained, tmp_path, capsys,
         assert code == 2 and str(path) in line and says in line, line
 
 
+def train_one_epoch(capsys, dataset, root, out, *data_args):
+    """``train --model simple_cnn --epochs 1`` on ``dataset`` with ``--data-arg`` for each of ``data_args``."""
+    args = [a for d in data_args for a in ("--data-arg", d)]
+    code, _, err = cli(capsys, "train", "--model", "simple_cnn", "--dataset", dataset, "--data-root", root, "--epochs", "1",
+                       *args, "--out", str(out), "--quiet")
+    assert code == 0, err
+
+
 def test_evaluate_uses_the_checkpoints_fold_and_warns_on_seen_subjects(tmp_path, capsys):
     """A fold-1 model is evaluated on fold 1's test subjects; fold 0's test subjects are its training subjects."""
     from test_jaffe import make_jaffe
     make_jaffe(tmp_path / "data" / "jaffe")
     root, out = str(tmp_path / "data"), tmp_path / "fold1"
-    code, _, _ = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "jaffe", "--data-root", root, "--epochs", "1",
-                     "--data-arg", "fold=1", "--data-arg", "folds=3", "--out", str(out), "--quiet")
-    assert code == 0
+    train_one_epoch(capsys, "jaffe", root, out, "fold=1", "folds=3")
     reported = json.loads((out / "metrics.json").read_text())["test"]
     code, stdout, err = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--data-root", root)
     result = json.loads(stdout)
@@ -334,9 +340,7 @@ def test_evaluate_a_seven_class_ckplus_model(tmp_path, capsys):
     from test_ckplus import make_original
     make_original(tmp_path / "data" / "CK+")
     root, out = str(tmp_path / "data"), tmp_path / "ck7"
-    code, _, _ = cli(capsys, "train", "--model", "simple_cnn", "--dataset", "ckplus", "--data-root", root, "--epochs", "1",
-                     "--data-arg", "classes=7", "--data-arg", "folds=3", "--out", str(out), "--quiet")
-    assert code == 0
+    train_one_epoch(capsys, "ckplus", root, out, "classes=7", "folds=3")
     for extra in ((), ("--data-arg", "classes=7")):
         code, stdout, _ = cli(capsys, "evaluate", "--checkpoint", str(out / "best.pt"), "--dataset", "ckplus",
                               "--data-root", root, "--split", "val", *extra)
