@@ -74,7 +74,10 @@ def annotate(path, result: dict, out_dir) -> Path:
         left, top, right, bottom = face["box"]
         text = f'{face["label"]} {face["probabilities"][face["label"]]:.0%}'
         cv2.rectangle(image, (left, top), (right, bottom), (0, 200, 0), thick)
-        cv2.putText(image, text, (left, max(top - 4 * thick, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 200, 0), thick)
+        origin, scale = (left, max(top - 4 * thick, 12)), 0.5 * thick
+        # A black outline under the green label keeps it readable on light and dark photos alike.
+        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thick, cv2.LINE_AA)
+        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 220, 0), thick, cv2.LINE_AA)
     png = cv2.imencode(".png", image)[1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,9 @@ def test_bundled_sample_photo_is_the_documented_synthetic_face(uploader):
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     boxes = [p for p in uploader.figure.axes[0].patches]
     assert len(boxes) == 1 and boxes[0].get_width() == right - left
-    assert uploader.output.outputs[0]["data"]["image/png"]
+    assert "<svg" in uploader.output.outputs[0]["data"]["image/svg+xml"]
+    (label,) = uploader.figure.axes[0].texts  # drawn over the photo: outlined so it reads on any background
+    assert label.get_path_effects() and label.get_text() == f"0: {face['label']}"
 
 
 def test_upload_event_predicts_in_both_ipywidgets_formats(uploader, photos):
@@ -151,7 +153,7 @@ def test_upload_event_predicts_in_both_ipywidgets_formats(uploader, photos):
     assert uploader.last_result["image"] == "two.png" and len(uploader.last_result["faces"]) == 2
     uploader._uploaded({"new": {"one.jpg": {"content": (photos / "one.jpg").read_bytes(), "metadata": {}}}})  # ipywidgets 7
     assert uploader.last_result["image"] == "one.jpg" and len(uploader.last_result["faces"]) == 1
-    assert uploader._repr_mimebundle_()["image/png"]
+    assert uploader._repr_mimebundle_()["image/svg+xml"]
 
 
 def test_upload_of_a_blank_or_broken_file_says_so(uploader, photos):

@@ -16,6 +16,7 @@ from fercore.data.base import FERDataset  # noqa: E402
 from fercore.viz import plots  # noqa: E402
 
 CLASSES = ["angry", "disgust", "happy"]
+CLASSES7 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +198,7 @@ def test_live_curve_in_a_notebook_updates_one_display(monkeypatch):
     cb(trainer, HISTORY[0])
     cb(trainer, HISTORY[1])
     assert [kind for kind, _ in shown] == ["display", "update"]
-    assert all(obj.data.startswith(b"\x89PNG") for _, obj in shown)
+    assert all("<svg" in obj.data for _, obj in shown)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -274,3 +275,21 @@ def test_votes_grid_draws_each_faces_votes_and_fer2013_label():
     assert [ax.get_title() for ax in top] == ["FER2013: happy", "FER2013: angry"]
     bars = [[p.get_width() for p in ax.patches] for ax in fig.axes if ax.patches]
     assert bars == [[8, 2, 0], [0, 5, 5]]
+
+
+def test_notebook_style_keeps_every_label_at_9_pt_or_more():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 1, 48, 48), dtype=np.uint8)
+    probs = rng.dirichlet(np.ones(7), 8)
+    votes = rng.integers(0, 6, (3, 10))
+    with plots.notebook_style():
+        figures = [plots.misclassified_grid(images, np.zeros(8, int), probs, CLASSES7, n=8),
+                   plots.votes_grid(images[:3], votes, [0, 1, 2], [f"c{k}" for k in range(10)], CLASSES7, n=3)]
+    for fig in figures:
+        fig.canvas.draw()
+        texts = [t for t in fig.findobj(plt.Text) if t.get_text().strip() and t.get_visible()]
+        assert texts and min(t.get_fontsize() for t in texts) >= 9
+        plt.close(fig)
+    svg = plots.figure_svg(figures[0])
+    shown = sum(len(ax.get_images()) for ax in figures[0].axes)
+    assert shown >= 4 and svg.count("image-rendering:pixelated") == shown  # each face at its own 48 x 48 pixels

@@ -64,8 +64,8 @@ def dataset(n=4) -> FERDataset:
     return FERDataset(images, torch.arange(n) % 3, CLASSES)
 
 
-def png_outputs(explorer) -> list[bytes]:
-    return [base64.b64decode(o["data"]["image/png"]) for o in explorer.output.outputs]
+def svg_outputs(explorer) -> list[str]:
+    return [o["data"]["image/svg+xml"] for o in explorer.output.outputs]
 
 
 def blocks_constant(m: torch.Tensor, side: int) -> bool:
@@ -78,8 +78,8 @@ def test_explorer_renders_the_chosen_image_headless():
     open_before = plt.get_fignums()
     ex = AttentionExplorer(model, ds, index=1, patch=4, stride=2)
     assert plt.get_fignums() == open_before  # kept out of pyplot: never shown twice, never leaked
-    (png,) = png_outputs(ex)
-    assert png[:4] == b"\x89PNG"
+    (svg,) = svg_outputs(ex)
+    assert "<svg" in svg and "image-rendering:pixelated" in svg  # vector text, the face at its own pixels
     image = ds.images[1:2]
     torch.testing.assert_close(ex.last_probs, A.predict(model, image)[0])
     assert ex.last_target == int(ex.last_probs.argmax())
@@ -114,9 +114,23 @@ def test_patch_and_stride_set_the_blockiness_of_the_map():
     ex.stride.value = 8
     assert blocks_constant(ex.last_map, 8)
     assert "8px / 8" in ex.axes["occlusion"].get_title()
-    ex.patch.value = 4  # stride 8 > patch 4: the stride used is the patch
+    ex.patch.value = 4  # the stride's range follows the patch: 8 is clamped to 4, and the box shows 4
+    assert (ex.stride.max, ex.stride.value) == (4, 4)
     assert "4px / 4" in ex.axes["occlusion"].get_title()
     assert blocks_constant(ex.last_map, 4) and not blocks_constant(ex.last_map, 8)
+
+
+def test_the_stride_slider_cannot_pass_the_patch_and_a_patch_change_draws_once(monkeypatch):
+    ex = AttentionExplorer(linear_model(), dataset(), patch=8, stride=12)
+    assert (ex.stride.max, ex.stride.value) == (8, 8)  # a stride above the patch is never shown
+    ex.stride.value = 20
+    assert ex.stride.value == 8
+    draws = []
+    monkeypatch.setattr(ex, "_draw", lambda *a: draws.append(a))
+    ex.patch.value = 2
+    assert (ex.stride.max, ex.stride.value) == (2, 2) and len(draws) == 1
+    ex.patch.value = 6  # a larger patch widens the range and keeps the stride
+    assert (ex.stride.max, ex.stride.value) == (6, 2)
 
 
 def test_explaining_another_class_changes_the_map():
@@ -143,14 +157,14 @@ def test_a_spatial_transformer_adds_the_warp_and_the_model_mode_is_kept():
     assert model.training
 
 
-def test_display_offers_the_widget_and_a_static_png(monkeypatch):
+def test_display_offers_the_widget_and_a_static_figure(monkeypatch):
     import IPython.display
 
     ex = AttentionExplorer(linear_model(), dataset(), patch=4, stride=4)
     assert ex.output in ex.widget.children
     bundle = ex._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+    assert bundle["image/svg+xml"].lstrip().startswith("<?xml")
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
     ex.display()

@@ -1,16 +1,14 @@
 """ipywidgets explorers: pick an image and an occluder, see the prediction and the attention.
 
 ``AttentionExplorer(model, dataset)`` in a notebook cell shows sliders and one figure that
-redraws when a slider moves. The figure is a PNG placed in an ``ipywidgets.Output``, built
+redraws when a slider moves. The figure is an SVG placed in an ``ipywidgets.Output``, built
 with matplotlib's object API (never pyplot), so it is shown once, leaks no open figure and
 renders with no frontend at all (papermill, CI): the explorer's state (``last_probs``,
 ``last_map``, ``figure``) is there to inspect either way, and a notebook that is viewed
-without a live kernel shows the last rendered PNG instead of the controls.
+without a live kernel shows the last rendered figure instead of the controls.
 """
 from __future__ import annotations
 
-import base64
-import io
 import tempfile
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
+from .plots import OUTLINE, figure_svg, notebook_style
 from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlusion_map, overlay, predict, stn_views
 
 __all__ = ["AttentionExplorer", "PredictUpload"]
@@ -34,7 +33,8 @@ class AttentionExplorer:
     ``model``: any fercore model (eval mode is used and the model's mode is restored);
     ``dataset``: a FERDataset (``images`` uint8 ``(N, C, H, W)``, ``targets``, ``classes``).
     Controls: the image index, which class to explain ("predicted" or a class), the
-    occluding patch size and its stride (a stride above the patch is used as the patch).
+    occluding patch size and its stride (at most the patch: a larger stride would leave pixels
+    that no patch covers, so the stride slider's range follows the patch slider).
     Panels: the image as the model sees it (centre crop) with its true label; the occlusion
     map over it (red: covering this region lowers the explained class's probability, blue:
     raises it); for models with a spatial transformer (``forward_with_attention`` returning
@@ -60,14 +60,15 @@ class AttentionExplorer:
                                  value=-1, description="explain")
         self.patch = W.IntSlider(value=patch, min=1, max=max(size // 2, patch), description="patch (px)",
                                  continuous_update=False)
-        self.stride = W.IntSlider(value=stride, min=1, max=max(size // 2, stride), description="stride (px)",
+        self.stride = W.IntSlider(value=min(stride, patch), min=1, max=patch, description="stride (px)",
                                   continuous_update=False)
         self.output = W.Output()
         self.widget = W.VBox([W.HBox([self.index, self.target]), W.HBox([self.patch, self.stride]), self.output])
         self.figure = Figure(figsize=(12.5 if self.has_stn else 8.5, 2.9), layout="constrained")
         self.axes: dict = {}
         self.last_index = self.last_probs = self.last_map = self.last_target = self.last_warped = None
-        for control in (self.index, self.target, self.patch, self.stride):
+        self.patch.observe(self._patch_changed, names="value")
+        for control in (self.index, self.target, self.stride):
             control.observe(self._changed, names="value")
         self.update()
 
@@ -79,13 +80,23 @@ class AttentionExplorer:
         display(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        # The live widget where a frontend can draw it; the last PNG where it cannot (a static view).
+        # The live widget where a frontend can draw it; the last figure where it cannot (a static view).
         bundle = dict(self.widget._repr_mimebundle_() or {})
-        bundle["image/png"] = self._png_base64()
+        bundle["image/svg+xml"] = figure_svg(self.figure)
         return bundle
 
     # ------------------------------------------------------------------ rendering
     def _changed(self, change) -> None:
+        self.update()
+
+    def _patch_changed(self, change) -> None:
+        # Lowering the stride's max clamps its value (and would redraw once for that change):
+        # hold the stride's redraw and draw once, with both new values.
+        self.stride.unobserve(self._changed, names="value")
+        try:
+            self.stride.max = int(change["new"])
+        finally:
+            self.stride.observe(self._changed, names="value")
         self.update()
 
     def update(self) -> None:
@@ -93,7 +104,7 @@ class AttentionExplorer:
         i = int(self.index.value)
         image = self.dataset.images[i:i + 1]
         patch = int(self.patch.value)
-        stride = min(int(self.stride.value), patch)
+        stride = int(self.stride.value)
         probs = predict(self.model, image)[0]
         target = int(probs.argmax()) if self.target.value == -1 else int(self.target.value)
         view = model_view(self.model, image)[0]
@@ -107,14 +118,11 @@ class AttentionExplorer:
                 warp = None
         self.last_index, self.last_probs, self.last_map, self.last_target = i, probs, heat, target
         self.last_warped = None if warp is None else torch.from_numpy(warp["warped"][0])
-        self._draw(i, view, heat, probs, target, patch, stride, warp)
+        with notebook_style():
+            self._draw(i, view, heat, probs, target, patch, stride, warp)
         self.output.outputs = ({"output_type": "display_data", "metadata": {},
-                                "data": {"image/png": self._png_base64(), "text/plain": f"<AttentionExplorer image {i}>"}},)
-
-    def _png_base64(self) -> str:
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+                                "data": {"image/svg+xml": figure_svg(self.figure),
+                                         "text/plain": f"<AttentionExplorer image {i}>"}},)
 
     def _draw(self, i, view, heat, probs, target, patch, stride, warp) -> None:
         names = _class_names(self.classes, len(probs))
@@ -179,7 +187,7 @@ class PredictUpload:
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = dict(self.widget._repr_mimebundle_() or {})
         if self.last_result is not None:
-            bundle["image/png"] = self._png_base64()
+            bundle["image/svg+xml"] = figure_svg(self.figure)
         return bundle
 
     def _uploaded(self, change) -> None:
@@ -212,16 +220,12 @@ class PredictUpload:
             self.output.outputs = ({"output_type": "stream", "name": "stdout", "text": f"{err}\n"},)
             return result
         self.last_result = result
-        self._draw(read_image(path), result)
+        with notebook_style():
+            self._draw(read_image(path), result)
         text = result.get("message") or f"<{len(result['faces'])} face(s) in {Path(str(path)).name}>"
         self.output.outputs = ({"output_type": "display_data", "metadata": {},
-                                "data": {"image/png": self._png_base64(), "text/plain": text}},)
+                                "data": {"image/svg+xml": figure_svg(self.figure), "text/plain": text}},)
         return result
-
-    def _png_base64(self) -> str:
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def _draw(self, image: np.ndarray, result: dict) -> None:
         fig = self.figure
@@ -233,7 +237,8 @@ class PredictUpload:
         for k, face in enumerate(result["faces"]):
             left, top, right, bottom = face["box"]
             ax_img.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, color="lime", lw=2))
-            ax_img.text(left, top - 4, f"{k}: {face['label']}", color="lime", fontsize=9, va="bottom")
+            ax_img.text(left, top - 4, f"{k}: {face['label']}", color="lime", fontsize=10, va="bottom",
+                        path_effects=OUTLINE)
         ax_img.set_title(result.get("message") or f"{len(result['faces'])} face(s)", fontsize=10)
         if not result["faces"]:
             ax_p.axis("off")
