@@ -244,7 +244,18 @@ def paper_table(paper: dict, runs) -> list[dict]:
     return rows
 
 
-def reference_runs(pattern: str, folder="results") -> dict[str, dict]:
+RESULTS = Path(__file__).resolve().parents[1] / "notebooks" / "results"
+
+
+def _shown(path: Path) -> str:
+    # Relative to the repository when inside it: the same name on every machine (and in committed outputs).
+    try:
+        return str(path.resolve().relative_to(RESULTS.parents[1]))
+    except ValueError:
+        return str(path)
+
+
+def reference_runs(pattern: str, folder=RESULTS) -> dict[str, dict]:
     """The stored reference runs matching ``pattern`` in ``folder`` (each a ``metrics.json``), by file name.
 
     Notebooks keep the runs too long for a smoke run in ``notebooks/results/``; this reads them
@@ -259,7 +270,7 @@ def reference_runs(pattern: str, folder="results") -> dict[str, dict]:
         missing = [k for k in ("model", "dataset", "command", "val", "history") if k not in m]
         if missing:
             raise ValueError(f"{path} lacks {', '.join(missing)}; expected the metrics.json a fercore run wrote")
-        runs[str(path)] = m
+        runs[_shown(path)] = m
     return runs
 
 
