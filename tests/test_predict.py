@@ -162,3 +162,17 @@ def test_upload_of_a_blank_or_broken_file_says_so(uploader, photos):
     broken = uploader.predict_bytes(b"not a jpeg", "holiday.jpg")
     assert broken["faces"] == [] and "holiday.jpg" in broken["message"] and "cannot read" in broken["message"]
     assert "holiday.jpg" in uploader.output.outputs[0]["text"]
+
+
+@pytest.mark.parametrize("background", [0, 255])
+def test_the_label_on_an_annotated_copy_reads_on_dark_and_light_photos(tmp_path, background):
+    from fercore.predict import annotate
+
+    photo = tmp_path / "plain.png"
+    cv2.imwrite(str(photo), np.full((400, 400, 3), background, np.uint8))
+    result = {"faces": [{"box": [100, 150, 300, 350], "label": "happy", "probabilities": {"happy": 0.9}}]}
+    out = cv2.imread(str(annotate(photo, result, tmp_path / "out")))
+    band = out[100:146, 100:300].astype(int)  # the label sits just above the box
+    green = (band[..., 1] > 150) & (band[..., 0] < 100) & (band[..., 2] < 100)
+    black = band.max(-1) < 60
+    assert green.sum() > 20 and black.sum() > green.sum() / 2  # green letters in a black outline, on either photo

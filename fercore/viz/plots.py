@@ -204,6 +204,19 @@ def sample_grid(dataset, per_class: int = 6, seed: int = 0, classes=None) -> Fig
     return fig
 
 
+def image_row(images, titles=None, size: float = 1.5) -> Figure:
+    """Images side by side, each ``(C, H, W)`` or ``(H, W)``, with an optional title each."""
+    images = list(images)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.45), squeeze=False,
+                                 layout="constrained")
+    for k, (ax, image) in enumerate(zip(axes[0], images)):
+        _show_image(ax, np.asarray(image), f"image {k}")
+        if titles is not None:
+            ax.set_title(str(titles[k]), fontsize=9)
+    return fig
+
+
 # --------------------------------------------------------------------------- landmarks
 def draw_landmarks(ax, points, *, size: float = 10.0, where: str = "landmarks"):
     """Draw 68 iBUG landmarks ``(68, 2)`` of pixel (x, y) on ``ax``: group outlines, then points."""
