@@ -25,7 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SETUP_CELL", "RestartNeeded", "prepare", "unmet_requirements", "replaced_modules", "in_colab"]
+__all__ = ["REPO_URL", "SETUP_CELL", "RestartNeeded", "prepare", "unmet_requirements", "replaced_modules", "in_colab"]
+
+# Where Colab clones the course from (the README's Colab links point there too); a fork sets
+# FERCORE_REPO in the runtime, or changes this line and the links.
+REPO_URL = "https://github.com/fercore/fercore"
+COLAB_URL = "https://colab.research.google.com/github/" + REPO_URL.removeprefix("https://github.com/") + "/blob/main/"
 
 SETUP_CELL = '''\
 # Setup, locally or on Colab: find the fercore repository (ROOT), make `import fercore` load it,
@@ -36,7 +41,7 @@ from pathlib import Path
 here = Path.cwd()
 ROOT = next((p for p in (here, *here.parents, here / "fercore") if (p / "fercore" / "__init__.py").is_file()), None)
 if ROOT is None and "google.colab" in sys.modules:
-    repo = os.environ.get("FERCORE_REPO", "https://github.com/fercore/fercore")
+    repo = os.environ.get("FERCORE_REPO", "@REPO_URL@")
     subprocess.run(["git", "clone", "--quiet", "--depth=1", repo, str(here / "fercore")], check=True)
     ROOT = here / "fercore"
 if ROOT is None:
@@ -46,7 +51,7 @@ if str(ROOT) not in sys.path:
 if getattr(sys.modules.get("fercore"), "__file__", "") is None:
     del sys.modules["fercore"]  # an earlier `import fercore` took that folder for a namespace package
 from fercore.notebook_setup import prepare
-prepare(ROOT)'''
+prepare(ROOT)'''.replace("@REPO_URL@", REPO_URL)
 
 
 class RestartNeeded(RuntimeError):

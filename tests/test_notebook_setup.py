@@ -155,3 +155,12 @@ def test_setup_cell_on_a_simulated_colab_clones_installs_and_imports_without_a_r
         assert err is None and int(out) > 0
     finally:
         kernel.close()
+
+
+def test_readme_links_every_notebook_to_colab_at_the_repository_the_setup_cell_clones():
+    from fercore.notebook_setup import COLAB_URL, REPO_URL
+
+    readme = (REPO / "README.md").read_text()
+    assert REPO_URL in SETUP_CELL
+    for path in NOTEBOOKS:
+        assert f"]({COLAB_URL}notebooks/{path.name})" in readme

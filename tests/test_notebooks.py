@@ -9,8 +9,12 @@ import json
 import nbformat
 import pytest
 
+from pathlib import Path
+
 from fercore.cli import main
-from fercore.notebooks import discover, run_notebooks
+from fercore.notebooks import KERNELSPEC, clean_notebook, discover, run_notebooks
+
+COMMITTED = discover()
 
 
 def write_notebook(path, *cells, parameters='SCALE = "standard"'):
@@ -18,7 +22,7 @@ def write_notebook(path, *cells, parameters='SCALE = "standard"'):
     params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}  # as papermill finds it
     nbformat.write(nb, path)
     return path
 
@@ -61,6 +65,43 @@ def test_inplace_rewrites_only_successful_notebooks(notebooks, tmp_path):
     run_notebooks(scale="smoke", out=tmp_path / "out", inplace=True, notebooks_dir=notebooks)
     assert "scale is smoke" in outputs(notebooks / "00_ok.ipynb")
     assert (notebooks / "01_fails.ipynb").read_bytes() == failing_before
+
+
+def test_inplace_commits_no_injected_parameters_and_no_run_metadata(notebooks, tmp_path):
+    run_notebooks(scale="smoke", out=tmp_path / "out", inplace=True, notebooks_dir=notebooks)
+    executed = nbformat.read(tmp_path / "out" / "00_ok.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)  # papermill's copy
+    nb = nbformat.read(notebooks / "00_ok.ipynb", as_version=4)
+    # A learner who sets SCALE in the parameters cell and runs all gets that scale: nothing overrides it.
+    assert [c.source for c in nb.cells if c.cell_type == "code"] == ['SCALE = "standard"', "print('scale is', SCALE)"]
+    assert nb.metadata["kernelspec"] == KERNELSPEC and "papermill" not in nb.metadata
+    assert all(not {"papermill", "execution"} & set(c.metadata) for c in nb.cells)
+    assert nb.cells[0].metadata["tags"] == ["parameters"]
+
+
+def test_clean_flag_cleans_the_committed_notebooks_and_runs_nothing(notebooks, tmp_path, capsys):
+    run_notebooks(scale="smoke", out=tmp_path / "out", notebooks_dir=notebooks)
+    executed = tmp_path / "out" / "00_ok.ipynb"
+    (notebooks / "00_ok.ipynb").write_bytes(executed.read_bytes())  # as a save from papermill's copy leaves it
+    assert main(["notebooks", "--clean", "--notebooks-dir", str(notebooks), "--only", "00"]) == 0
+    assert "00_ok.ipynb: cleaned" in capsys.readouterr().out
+    nb = nbformat.read(notebooks / "00_ok.ipynb", as_version=4)
+    assert len(nb.cells) == 2 and "scale is smoke" in outputs(notebooks / "00_ok.ipynb")  # outputs kept
+    assert main(["notebooks", "--clean", "--notebooks-dir", str(notebooks), "--only", "00"]) == 0
+    assert "already clean" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_notebooks_are_clean_small_and_honest_about_their_figures(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"] == KERNELSPEC  # JupyterLab rewrites any other, marking the notebook modified
+    assert clean_notebook(nbformat.read(path, as_version=4)) == nb  # no injected parameters, no run metadata
+    assert path.stat().st_size < 2_000_000
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "deterministic" not in text and "threads" in text  # the smoke figures vary with the thread count
+    outputs_ = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs_ if o.get("output_type") == "error"]
+    assert not [o for o in outputs_ if "image/png" in o.get("data", {})]  # figures are SVG, sharp at any density
 
 
 def test_refuses_to_execute_into_the_notebooks_folder(notebooks):
