@@ -125,10 +125,11 @@ def install(root: Path) -> list[str]:
     return replaced_modules(before, installed_versions(), sys.modules)
 
 
-def prepare(root: Path | str, install_missing: bool | None = None) -> Path:
+def prepare(root: Path | str, install_missing: bool | None = None) -> None:
     """Move the kernel to ``root``; on Colab (or with ``install_missing=True``) install what is missing.
 
     Raises ``RestartNeeded`` when the install replaced a package this session already imported.
+    Returns nothing, so that the setup cell shows only the line printed here.
     """
     from . import __version__
 
@@ -148,4 +149,3 @@ def prepare(root: Path | str, install_missing: bool | None = None) -> Path:
         print(f"missing or too old: {'; '.join(unmet)}. Install with `make install` (or "
               f"`pip install -c constraints.txt -e .` in {root}).")
     print(f"fercore {__version__} from {root}; the paths in this notebook are relative to it")
-    return root

@@ -42,8 +42,15 @@ def barrier() -> None:
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` via a temp file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
+    try:  # keep a replaced file's permissions; a new file gets what open() would give it
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)  # mkstemp makes 0600 files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

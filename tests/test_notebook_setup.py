@@ -53,7 +53,7 @@ def test_replaced_modules_lists_only_changed_packages_already_imported():
 
 def test_prepare_moves_to_the_root_and_stops_when_a_restart_is_needed(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert prepare(REPO, install_missing=False) == REPO and Path.cwd() == REPO
+    assert prepare(REPO, install_missing=False) is None and Path.cwd() == REPO
     assert f"from {REPO}" in capsys.readouterr().out
     monkeypatch.setattr(notebook_setup, "install", lambda root: ["numpy 1.0 -> 2.0"])
     monkeypatch.setattr(notebook_setup, "_installed_from", lambda root: False)
@@ -134,6 +134,7 @@ def test_setup_cell_on_a_simulated_colab_clones_installs_and_imports_without_a_r
         setup = first_code_cell(source / "notebooks" / "00_setup_and_data.ipynb")
         out, err = kernel.run(setup)
         assert err is None, out
+        assert "PosixPath" not in out  # the cell shows its one line, not a value
         assert "installing fercore" in out and f"from {content / 'fercore'}" in out
         # The learner's trap: a plain `import fercore` beside the clone once found the folder, not the package.
         out, err = kernel.run("import os, fercore, torch\nprint(fercore.__version__, fercore.__file__, os.getcwd(), torch.__file__)")

@@ -123,3 +123,21 @@ def test_write_json_leaves_the_old_file_whole_when_the_disk_fills(tmp_path):
     assert result.stdout.startswith("failed:"), result.stderr
     assert json.loads(path.read_text()) == {"accuracy": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
+
+
+def test_atomic_write_keeps_permissions_and_gives_new_files_the_usual_ones(tmp_path):
+    import os
+
+    from fercore.runs import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "new.json", b"{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        shared = tmp_path / "shared.ipynb"
+        shared.write_text("{}")
+        shared.chmod(0o664)
+        atomic_write(shared, b"{ }")
+        assert shared.stat().st_mode & 0o777 == 0o664 and shared.read_bytes() == b"{ }"
+    finally:
+        os.umask(old)
