@@ -1,13 +1,17 @@
 # Two commands do all the set-up on a fresh CPU machine (Python 3.10+, package registries only):
 #   make notebooks   create .venv, install fercore pinned for CPU, run every notebook at smoke scale
 #   make test        create .venv if needed, run the test suite (unit tests + nbval on the notebooks)
+# and one for the browser:
+#   make lab         create .venv if needed, add JupyterLab + the widgets extension, open notebooks/ in it
+#                    (more JupyterLab arguments: make lab LAB_ARGS="--no-browser --port=8890"; another
+#                    folder: make lab LAB_DIR=build/notebooks)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The kernels that papermill and nbval start run `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install notebooks test clean
+.PHONY: install notebooks test lab clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +26,18 @@ notebooks: install
 
 test: install
 	$(PY) -m pytest tests --nbval-lax notebooks
+
+LAB_ARGS ?=
+LAB_DIR ?= notebooks
+# JupyterLab refuses to start as root (this machine, Colab) unless told to.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(VENV)/.lab-installed: $(VENV)/.installed requirements-lab.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,lab]"
+	touch $@
+
+lab: $(VENV)/.lab-installed
+	$(PY) -m jupyterlab --notebook-dir=$(LAB_DIR) $(ALLOW_ROOT) $(LAB_ARGS)
 
 clean:
 	rm -rf build .pytest_cache
