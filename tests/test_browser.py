@@ -113,7 +113,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_notebook_02_runs_in_jupyterlab_and_explorer_redraws(lab, browser):
+def test_notebook_02_runs_in_jupyterlab_and_explorer_redraws(browser, lab):  # browser first: its skips are cheap
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
