@@ -432,6 +432,7 @@ def votes_grid(images, votes, labels, columns, label_classes, n: int = 6) -> Fig
         ax.set_yticks(np.arange(len(columns)), columns if k == 0 else [""] * len(columns), fontsize=9)
         ax.invert_yaxis()
         ax.set_xlim(0, max(10, votes[k].sum()))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # votes are whole: 0, 2, ..., 10
         ax.tick_params(axis="x", labelsize=9)
     axes[1, 0].set_xlabel("FERPlus votes", fontsize=9)
     return fig
