@@ -21,7 +21,8 @@ EXAMPLES = {
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
-                 "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs",
+                 "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs\n"
+                 "  python -m fercore notebooks --clean             # after saving a notebook in JupyterLab",
     "landmarks": "example:\n  python -m fercore landmarks --dataset fer2013 --data-root ~/data --split train\n"
                  "  python -m fercore landmarks --dataset synthetic --split val --box detect --json",
 }
@@ -167,8 +168,12 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_notebooks(args) -> int:
-    from .notebooks import format_table, run_notebooks
+    from .notebooks import clean_file, discover, format_table, run_notebooks
 
+    if args.clean:
+        for path in discover(args.notebooks_dir, args.only):
+            print(f"{path.name}: {'cleaned' if clean_file(path) else 'already clean'}")
+        return 0
     results = run_notebooks(scale=args.scale, only=args.only, out=args.out, inplace=args.inplace,
                             notebooks_dir=args.notebooks_dir, data_root=args.data_root, timeout=args.timeout)
     if args.json:
@@ -282,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", help="notebook number or name prefix, e.g. 00 (repeatable)")
     p.add_argument("--out", default="build/notebooks", help="folder for the executed copies (default: build/notebooks)")
     p.add_argument("--inplace", action="store_true", help="write the outputs back into the committed notebooks")
+    p.add_argument("--clean", action="store_true",
+                   help="run nothing: strip injected parameters and run metadata from the committed notebooks")
     p.add_argument("--notebooks-dir", default=None, help="folder of notebooks (default: the repository's notebooks/)")
     p.add_argument("--data-root", default=None, help="passed to each notebook as DATA_ROOT")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell before giving up")

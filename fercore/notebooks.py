@@ -1,13 +1,16 @@
 """Run the numbered notebooks headlessly through papermill (``python -m fercore notebooks``).
 
 Executed copies go to an output folder; the committed notebooks are only rewritten when
-asked (``inplace=True``), and then only after a successful run.
+asked (``inplace=True``), and then only after a successful run, and only as ``clean_notebook``
+leaves them: without papermill's ``injected-parameters`` cell (else the committed notebook
+would override its own parameters cell with the scale it was last run at), without run
+timestamps, and with the kernelspec JupyterLab writes (else the notebook shows as modified the
+moment it opens).
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -15,6 +18,39 @@ from pathlib import Path
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK_NAME = re.compile(r"^\d\d_.+\.ipynb$")
+# What JupyterLab's default ipykernel writes into a notebook it saves.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+VOLATILE_CELL_METADATA = ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled")
+
+
+def clean_notebook(nb) -> "nbformat.NotebookNode":
+    """``nb`` as it is committed: no injected-parameters cell, no run metadata, the standard kernelspec.
+
+    Cell outputs and the widget state (what a viewer without a kernel shows) are kept.
+    """
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        for key in VOLATILE_CELL_METADATA:
+            cell.metadata.pop(key, None)
+        if not cell.metadata.get("tags", True):
+            del cell.metadata["tags"]
+    nb.metadata.pop("papermill", None)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return nb
+
+
+def clean_file(source: Path | str, dest: Path | str | None = None) -> bool:
+    """Write ``source`` cleaned to ``dest`` (default: itself), atomically; True when ``dest`` changed."""
+    import nbformat
+
+    from .runs import atomic_write
+
+    dest = Path(dest or source)
+    after = nbformat.writes(clean_notebook(nbformat.read(str(source), as_version=4))).rstrip("\n") + "\n"
+    if dest.exists() and dest.read_text(encoding="utf-8") == after:
+        return False
+    atomic_write(dest, after.encode("utf-8"))
+    return True
 
 
 def discover(notebooks_dir: Path | str | None = None, only=None) -> list[Path]:
@@ -67,7 +103,7 @@ def run_notebooks(scale: str = "smoke", only=None, out: Path | str | None = "bui
             status, error = "failed", f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
         seconds = round(time.perf_counter() - start, 1)
         if inplace and status == "ok":
-            shutil.copyfile(target, nb)
+            clean_file(target, nb)
         results.append({"notebook": nb.name, "status": status, "seconds": seconds, "output": str(target), "error": error})
     return results
 
