@@ -2,7 +2,8 @@
 
 Each dataset module registers a loader with ``@register_dataset``. A loader is a function
 ``load(root, split, cache_dir=None, **kw) -> FERDataset``; it may also give ``locate(root)``,
-which returns where it found the data (or None) for ``python -m fercore datasets``.
+which returns where it found the data (or None) for ``python -m fercore datasets``, and
+``describe(root)``, a dict of more keys for that listing (FERPlus: the layout and vote file).
 ``load_dataset`` checks ``split`` against the registered splits before it calls the loader, so
 loaders do not check it again. Image-folder loaders share ``images`` (listing, decoding) and
 ``cache`` (decode once, keyed by the files' bytes).
@@ -44,16 +45,18 @@ class DatasetInfo:
     locate: Callable[[Path | None], Path | None] | None = None
     needs_root: bool = True
     source: str = ""
+    describe: Callable[[Path], dict] | None = None  # more about what was found (ferplus: which layout, which votes)
 
 
 DATASETS: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, *, splits=("train", "val", "test"), locate=None, needs_root=True, source=""):
+def register_dataset(name: str, *, splits=("train", "val", "test"), locate=None, needs_root=True, source="",
+                     describe=None):
     """Decorator that adds a loader to ``DATASETS`` under ``name``."""
 
     def wrap(fn):
-        DATASETS[name] = DatasetInfo(name, fn, tuple(splits), locate, needs_root, source)
+        DATASETS[name] = DatasetInfo(name, fn, tuple(splits), locate, needs_root, source, describe)
         return fn
 
     return wrap
@@ -106,7 +109,8 @@ def find_datasets(root) -> list[dict]:
             continue
         where = info.locate(root) if info.locate else None
         rows.append({"name": name, "found": where is not None, "where": str(where) if where else None,
-                     "looked_in": str(root), "splits": list(info.splits), "source": info.source})
+                     "looked_in": str(root), "splits": list(info.splits), "source": info.source,
+                     **(info.describe(root) if where is not None and info.describe else {})})
     return rows
 
 
