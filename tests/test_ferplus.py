@@ -1,16 +1,20 @@
-"""FERPlus loader: a 10-row fer2013.csv and a fer2013new.csv with hand-chosen votes."""
+"""FERPlus loader: a 10-row fer2013.csv and a fer2013new.csv with hand-chosen votes, the same
+rows written as Microsoft's folders (PNGs + label.csv), and the real folders when present."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from functools import partial
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from test_fer2013 import make_samples, write_csv, write_folders
 
-from fercore.data import DatasetFormatError, DatasetNotFoundError, ferplus, load_dataset
+from fercore.data import DatasetFormatError, DatasetNotFoundError, ferplus, find_datasets, load_dataset
 from fercore.data.ferplus import load_ferplus
 from fercore.labels import EMOTIONS
 
@@ -38,10 +42,10 @@ def vec(**kw) -> list[float]:
     return out
 
 
-def write_labels(path, samples, votes=VOTES):
+def write_labels(path, samples, votes=VOTES, names=None):
     lines = [HEADER]
     for k, (s, v) in enumerate(zip(samples, votes)):
-        name = "" if k == 5 else f"fer{k:07d}.png"
+        name = names[k] if names is not None else "" if k == 5 else f"fer{k:07d}.png"
         lines.append(f"{s['usage']},{name}," + ",".join(map(str, v)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -279,3 +283,274 @@ def test_download_label_file(tmp_path, monkeypatch):
         httpd.server_close()
     assert ds.targets.tolist() == [H, N]
     assert (data / "fer2013new.csv").read_bytes() == (site / "fer2013new.csv").read_bytes()
+
+
+# --- Microsoft's folders (generate_training_data.py's layout) ---------------------------------
+
+FOLDER_OF = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+# As in the real files, names count only the rows FERPlus kept: row 5 has none, so row 6 is fer0000005.
+KEPT_NAMES = [f"fer{n:07d}.png" for n in range(5)] + [""] + [f"fer{n:07d}.png" for n in range(5, 9)]
+
+
+def write_folders_ms(base, samples, names=KEPT_NAMES, votes=VOTES):
+    """What generate_training_data.py leaves: each named row's face as <folder>/<name>, rows in order (so
+    a repeated name holds the later row's face), plus the folder's headerless label.csv (name, box, votes)."""
+    rows = {}
+    for s, name, v in zip(samples, names, votes):
+        if name:
+            folder = base / FOLDER_OF[s["usage"]]
+            folder.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(folder / name), s["pixels"])
+            rows.setdefault(folder, {})[name] = v
+    for folder, labels in rows.items():
+        (folder / "label.csv").write_text("".join(f'{n},"(0, 0, 48, 48)",{",".join(map(str, v))}\n'
+                                                  for n, v in sorted(labels.items())))
+
+
+@pytest.fixture
+def ms(tmp_path):
+    """Microsoft's folders with fer2013new.csv beside them under ``ms/ferplus``; the CSV join of the same rows under ``join``."""
+    samples = make_samples()
+    write_folders_ms(tmp_path / "ms" / "ferplus", samples)
+    write_labels(tmp_path / "ms" / "ferplus" / "fer2013new.csv", samples, names=KEPT_NAMES)
+    write_csv(tmp_path / "join" / "fer2013.csv", samples)
+    write_labels(tmp_path / "join" / "fer2013new.csv", samples, names=KEPT_NAMES)
+    return tmp_path
+
+
+def _load_or_error(root, split, **kw):
+    try:
+        return load_ferplus(root, split, **kw)
+    except ValueError as err:
+        return str(err).split(" (")[0]  # "split ... has no images with ...", without the file named
+
+
+def test_folders_majority(ms):
+    train = load_ferplus(ms / "ms", "train")
+    assert train.meta["image_name"].tolist() == ["fer0000000.png", "fer0000002.png"] and train.targets.tolist() == [H, N]
+    assert torch.equal(train.images[1, 0], torch.from_numpy(make_samples()[2]["pixels"]))
+    val = load_ferplus(ms / "ms", "val")
+    assert val.meta["image_name"].tolist() == ["fer0000005.png", "fer0000006.png"] and val.targets.tolist() == [C, U]
+    assert set(val.meta["usage"]) == {"PublicTest"} and val.meta["votes"].tolist() == [VOTES[6], VOTES[7]]
+    assert "index" not in val.meta and "fer2013_label" not in val.meta  # the folders hold no fer2013.csv row
+
+
+@pytest.mark.parametrize("mode", ferplus.LABEL_MODES)
+def test_folders_give_the_csv_join_targets(ms, mode):
+    """Where the votes agree, both vote files of the folders and the CSV join keep the same images with the
+    same targets, in every label mode, classes=7|8 and min_top_probability; named by Image name, not row."""
+    samples = make_samples()
+    for classes in (7, 8):
+        for mtp in (None, 0.5):
+            for split in ("train", "val", "test"):
+                kw = dict(label_mode=mode, classes=classes, min_top_probability=mtp)
+                join = _load_or_error(ms / "join", split, **kw)
+                for votes in ("label_csv", "fer2013new"):
+                    got = _load_or_error(ms / "ms", split, votes=votes, **kw)
+                    if isinstance(join, str):
+                        assert got == join
+                        continue
+                    assert got.meta["image_name"].tolist() == join.meta["image_name"].tolist()
+                    assert torch.equal(got.targets, join.targets) and torch.equal(got.images, join.images)
+                    assert got.meta["votes"].tolist() == join.meta["votes"].tolist()
+                    assert got.targets.dtype == join.targets.dtype and got.classes == join.classes
+                    assert [samples[k]["usage"] for k in join.meta["index"]] == got.meta["usage"].tolist()
+
+
+def test_vote_file_choice(ms):
+    base = ms / "ms" / "ferplus"
+    # label.csv predates fer2013new.csv: give image fer0000000 other (older) votes there, unknown-led.
+    label = base / "FER2013Train" / "label.csv"
+    label.write_text(label.read_text().replace('fer0000000.png,"(0, 0, 48, 48)",0,8,1,0,0,0,0,0,1,0',
+                                               'fer0000000.png,"(0, 0, 48, 48)",0,4,0,0,0,0,0,0,6,0'))
+    auto = load_ferplus(ms / "ms", "train")
+    assert auto.targets.tolist() == [H, N] and set(auto.meta["vote_file"]) == {"fer2013new.csv"}
+    assert f"votes from {base / 'fer2013new.csv'}" in auto.protocol
+    old = load_ferplus(ms / "ms", "train", votes="label_csv")
+    assert old.meta["image_name"].tolist() == ["fer0000002.png"] and old.targets.tolist() == [N]
+    assert set(old.meta["vote_file"]) == {"label.csv"} and f"votes from {label}" in old.protocol
+    assert torch.equal(old.images[0], auto.images[1])  # same image, same target where the votes agree
+    (base / "fer2013new.csv").unlink()
+    assert load_ferplus(ms / "ms", "train").meta["vote_file"].tolist() == ["label.csv"]  # auto: what is there
+    with pytest.raises(DatasetNotFoundError, match="fer2013new.csv") as err:
+        load_ferplus(ms / "ms", "train", votes="fer2013new")
+    assert ferplus.FERPLUS_URL in str(err.value)
+    with pytest.raises(ValueError, match="unknown votes 'new'; choose one of auto, fer2013new, label_csv"):
+        load_ferplus(ms / "ms", "train", votes="new")
+    with pytest.raises(DatasetNotFoundError, match="votes='label_csv' reads Microsoft's folders"):
+        load_ferplus(ms / "join", "train", votes="label_csv")
+
+
+def test_repeated_image_names(tmp_path):
+    """fer2013new.csv names fer0006953 etc. twice: the later row is the face generate_training_data.py left
+    on disk, in the folders and in the CSV join; the earlier row (another face, copied votes) is dropped."""
+    samples, names, votes = make_samples(), list(KEPT_NAMES), [list(v) for v in VOTES]
+    names[0], votes[0] = names[2], VOTES[2]  # a Training row out of sequence, a copy of row 2
+    names[8], votes[8] = names[9], VOTES[9]  # and a PrivateTest pair, as fer0033120
+    write_folders_ms(tmp_path / "ms", samples, names, votes)
+    write_labels(tmp_path / "ms" / "fer2013new.csv", samples, votes, names)
+    write_csv(tmp_path / "join" / "fer2013.csv", samples)
+    write_labels(tmp_path / "join" / "fer2013new.csv", samples, votes, names)
+    join = load_ferplus(tmp_path / "join", "train")
+    assert join.meta["index"].tolist() == [2] and join.targets.tolist() == [N]
+    for vote_file in ("fer2013new", "label_csv"):
+        train = load_ferplus(tmp_path / "ms", "train", votes=vote_file)
+        assert train.meta["image_name"].tolist() == [names[2]] and torch.equal(train.images, join.images)
+        test = load_ferplus(tmp_path / "ms", "test", votes=vote_file, label_mode="probability")
+        assert test.meta["image_name"].tolist() == [names[9]]
+        assert torch.equal(test.images[0, 0], torch.from_numpy(samples[9]["pixels"]))
+    assert load_ferplus(tmp_path / "join", "test", label_mode="probability").meta["index"].tolist() == [9]
+
+
+@pytest.mark.parametrize("where", ["", "ferplus", "FERPlus"])
+def test_folders_found_in_each_place(tmp_path, where):
+    base = tmp_path / where if where else tmp_path
+    write_folders_ms(base, make_samples())
+    assert ferplus.locate_ferplus(tmp_path) == base
+    assert load_ferplus(tmp_path, "val").meta["vote_file"].tolist() == ["label.csv"] * 2
+
+
+def test_datasets_command_reports_the_layout(ms, capsys):
+    from fercore.cli import main
+    for root, expected in ((ms / "ms", {"layout": "folders", "votes": str(ms / "ms" / "ferplus" / "fer2013new.csv"),
+                                        "folders": {"FER2013Train": 5, "FER2013Valid": 2, "FER2013Test": 2}}),
+                           (ms / "join", {"layout": "csv_join", "votes": str(ms / "join" / "fer2013new.csv")})):
+        assert main(["datasets", "--data-root", str(root)]) == 0
+        row = {r["name"]: r for r in json.loads(capsys.readouterr().out)["datasets"]}["ferplus"]
+        assert row["found"] and {k: row.get(k) for k in expected} == expected
+    (ms / "ms" / "ferplus" / "fer2013new.csv").unlink()
+    row = {r["name"]: r for r in find_datasets(ms / "ms")}["ferplus"]
+    assert row["votes"] == "each folder's label.csv"
+
+
+def test_second_folder_load_decodes_nothing(ms, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load_ferplus(ms / "ms", "train", cache_dir=cache)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded again despite an up-to-date cache"))
+    for votes in ("fer2013new", "label_csv"):  # one cache of the pixels, whichever votes
+        assert torch.equal(load_ferplus(ms / "ms", "train", cache_dir=cache, votes=votes).images, first.images)
+    assert len(list(cache.glob("ferplus-folder-*.npz"))) == 1 and not list((ms / "ms").rglob("*.npz"))
+
+
+# Bad input: each a one-line error naming the file and, where there is one, the row.
+
+def _one_line_error(exc, root, **kw):
+    with pytest.raises(exc) as err:
+        load_ferplus(root, "train", **kw)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_label_csv_rows(ms):
+    label = ms / "ms" / "ferplus" / "FER2013Train" / "label.csv"
+    lines = label.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0]  # 9 votes
+    label.write_text("\n".join(lines) + "\n")
+    msg = _one_line_error(DatasetFormatError, ms / "ms", votes="label_csv")
+    assert f"{label}, row 2: 9 vote counts, expected 10" in msg
+    lines[1] = lines[1] + ",x"
+    label.write_text("\n".join(lines) + "\n")
+    assert f"{label}, row 2: vote counts" in _one_line_error(DatasetFormatError, ms / "ms", votes="label_csv")
+    lines[1] = lines[0]
+    label.write_text("\n".join(lines) + "\n")
+    msg = _one_line_error(DatasetFormatError, ms / "ms", votes="label_csv")
+    assert f"{label}, row 2: fer0000000.png is already on row 1" in msg
+
+
+def test_png_named_but_missing(ms):
+    base = ms / "ms" / "ferplus"
+    (base / "FER2013Train" / "fer0000001.png").unlink()
+    msg = _one_line_error(DatasetFormatError, ms / "ms", votes="label_csv")
+    assert msg.startswith(f"{base / 'FER2013Train' / 'label.csv'}, row 2: fer0000001.png is not in {base / 'FER2013Train'}")
+    msg = _one_line_error(DatasetFormatError, ms / "ms")  # fer2013new.csv's data row 2 names it too
+    assert msg.startswith(f"{base / 'fer2013new.csv'}, row 2: fer0000001.png is not in") and "votes='label_csv'" in msg
+
+
+def test_png_without_a_row(ms):
+    base = ms / "ms" / "ferplus"
+    extra = base / "FER2013Train" / "fer0099999.png"
+    assert cv2.imwrite(str(extra), np.zeros((48, 48), np.uint8))
+    for votes, file in (("label_csv", base / "FER2013Train" / "label.csv"), ("fer2013new", base / "fer2013new.csv")):
+        assert _one_line_error(DatasetFormatError, ms / "ms", votes=votes).startswith(
+            f"{extra}: no row of {file} names this image (1 PNG(s) without a row)")
+
+
+def test_folder_without_label_csv(ms):
+    base = ms / "ms" / "ferplus"
+    (base / "FER2013Train" / "label.csv").unlink()
+    assert len(load_ferplus(ms / "ms", "train")) == 2  # the votes of fer2013new.csv need no label.csv
+    msg = _one_line_error(DatasetNotFoundError, ms / "ms", votes="label_csv")
+    assert msg.startswith(f"FERPlus: {base / 'FER2013Train' / 'label.csv'} not found")
+    (base / "fer2013new.csv").unlink()
+    assert str(base / "FER2013Train" / "label.csv") in _one_line_error(DatasetNotFoundError, ms / "ms")
+
+
+def test_missing_split_folder_and_bad_png(ms):
+    base = ms / "ms" / "ferplus"
+    for png in (base / "FER2013Test").iterdir():
+        png.unlink()
+    (base / "FER2013Test").rmdir()
+    with pytest.raises(DatasetNotFoundError, match=r"FER2013Test not found \(split 'test' = PrivateTest\)"):
+        load_ferplus(ms / "ms", "test")
+    bad = base / "FER2013Train" / "fer0000002.png"
+    bad.write_bytes(b"not a png")
+    assert str(bad) in _one_line_error(DatasetFormatError, ms / "ms")
+
+
+# --- the real folders (../shared/data/ferplus or $FERCORE_DATA/ferplus) -------------------------------
+
+# Images each label mode keeps, measured on the real FER2013Train / FER2013Valid with each vote file.
+# fer2013new.csv's majority keeps 25,060 Training *rows*; three of them repeat a name (one image each),
+# so the folder holds 25,057 such images.
+REAL_KEPT = {
+    ("fer2013new", "train"): {"majority": 25_057, "probability": 27_953, "crossentropy": 27_953, "multi_target": 27_668},
+    ("fer2013new", "val"): {"majority": 3_199, "probability": 3_505, "crossentropy": 3_505, "multi_target": 3_472},
+    ("label_csv", "train"): {"majority": 25_045, "probability": 27_947, "crossentropy": 27_947, "multi_target": 27_667},
+    ("label_csv", "val"): {"majority": 3_191, "probability": 3_508, "crossentropy": 3_508, "multi_target": 3_472},
+}
+
+
+@pytest.fixture
+def real_ferplus(real_data):
+    if ferplus.locate_folders(real_data) is None:
+        pytest.skip(f"no FERPlus folders (FER2013Train/, FER2013Valid/) under {real_data}")
+    return real_data
+
+
+@pytest.mark.realdata
+def test_real_ferplus_folders(real_ferplus):
+    base = ferplus.locate_folders(real_ferplus)
+    row = {r["name"]: r for r in find_datasets(real_ferplus)}["ferplus"]
+    assert row["layout"] == "folders" and row["votes"] == str(base / "fer2013new.csv")
+    assert row["folders"] == {"FER2013Train": 28_558, "FER2013Valid": 3_579, "FER2013Test": None}
+    for folder, n in (("FER2013Train", 28_558), ("FER2013Valid", 3_579)):
+        names, votes, _ = ferplus.read_folder_labels(base / folder / "label.csv")
+        assert len(names) == len(votes) == n
+    new = ferplus.read_label_file(base / "fer2013new.csv")
+    named = new["image_name"] != ""
+    counts = {u: int(((new["usage"] == u) & named).sum()) for u in ("Training", "PublicTest", "PrivateTest")}
+    assert counts == {"Training": 28_561, "PublicTest": 3_579, "PrivateTest": 0}  # PrivateTest cut on purpose
+    names, repeats = np.unique(new["image_name"][named], return_counts=True)
+    assert names[repeats > 1].tolist() == ["fer0006953.png", "fer0008403.png", "fer0011785.png"]
+    # The figures quoted for fer2013new.csv count its rows: 25,060 Training, 3,199 PublicTest.
+    for usage, n in (("Training", 25_060), ("PublicTest", 3_199)):
+        keep, _ = ferplus.ferplus_targets(new["votes"][(new["usage"] == usage) & named], "majority")
+        assert keep.sum() == n
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("votes", ["fer2013new", "label_csv"])
+def test_real_ferplus_label_modes(real_ferplus, votes):
+    for split in ("train", "val"):
+        kept = {mode: load_ferplus(real_ferplus, split, votes=votes, label_mode=mode)
+                for mode in ferplus.LABEL_MODES}
+        assert {m: len(ds) for m, ds in kept.items()} == REAL_KEPT[votes, split], split
+        majority = kept["majority"]
+        assert set(majority.meta["vote_file"]) == {"fer2013new.csv" if votes == "fer2013new" else "label.csv"}
+        assert majority.images.shape[1:] == (1, 48, 48) and set(majority.meta["usage"]) == {fer2013_usage(split)}
+    with pytest.raises(DatasetNotFoundError, match="FER2013Test not found"):
+        load_ferplus(real_ferplus, "test", votes=votes)
+
+
+def fer2013_usage(split: str) -> str:
+    return {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}[split]
