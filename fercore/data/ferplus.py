@@ -19,7 +19,8 @@ Two layouts are read, as users have them:
 Which votes (``votes``). Microsoft's ``label.csv`` files date from 2016; ``fer2013new.csv`` was
 revised in March 2017 and its votes differ for about 4% of the images (on the real files,
 majority keeps 25,045 / 3,191 Training / PublicTest images with ``label.csv``'s votes and
-25,060 / 3,199 with ``fer2013new.csv``'s). ``votes="auto"`` (default) takes the newer
+25,060 / 3,199 ``fer2013new.csv`` rows, which are 25,057 / 3,199 images: see the repeated names
+below). ``votes="auto"`` (default) takes the newer
 ``fer2013new.csv`` when it lies beside the folders (or wherever the CSV join looks for it), else
 each folder's ``label.csv``; ``"fer2013new"`` and ``"label_csv"`` insist on one. The CSV join
 has only ``fer2013new.csv``. The file used is named in ``meta["vote_file"]`` and in ``protocol``
@@ -30,10 +31,10 @@ Usage is the folder's, never by the number in the name: names count only the row
 kept, so ``ferNNNNNNN`` is not a row of ``fer2013.csv`` once a row has been skipped. Four names
 (``fer0006953``, ``fer0008403``, ``fer0011785`` in Training, ``fer0033120`` in PrivateTest) are
 given to two rows each (the three Training pairs carry the same votes twice); one row of each
-pair sits out of sequence among other numbers. ``generate_training_data.py`` writes the rows in order, so the later row's face
-overwrites the earlier one's PNG: in both layouts the *last* row of a repeated name within a
-Usage is the image, and the earlier row is dropped (in the CSV join its pixels are another
-face, which would carry the copied votes).
+pair sits out of sequence among other numbers. ``generate_training_data.py`` writes the rows in
+order, so the later row's face overwrites the earlier one's PNG: in both layouts the *last* row
+of a repeated name within a Usage is the image, and the earlier row is dropped (in the CSV join
+its pixels are another face, which would carry the copied votes).
 
 Label modes (``label_mode``) follow Microsoft's reference reader (github.com/microsoft/FERPlus,
 ``src/ferplus.py``, ``FERPlusReader._process_data`` / ``load_folders`` / ``_process_target``).
