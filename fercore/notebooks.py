@@ -46,7 +46,11 @@ def clean_file(source: Path | str, dest: Path | str | None = None) -> bool:
     from .runs import atomic_write
 
     dest = Path(dest or source)
-    after = nbformat.writes(clean_notebook(nbformat.read(str(source), as_version=4))).rstrip("\n") + "\n"
+    try:
+        nb = nbformat.read(str(source), as_version=4)
+    except (ValueError, KeyError, AttributeError) as err:  # NotJSONError is a ValueError
+        raise ValueError(f"{source} is not a Jupyter notebook ({str(err).splitlines()[0][:120]})") from err
+    after = nbformat.writes(clean_notebook(nb)).rstrip("\n") + "\n"
     if dest.exists() and dest.read_text(encoding="utf-8") == after:
         return False
     atomic_write(dest, after.encode("utf-8"))

@@ -137,3 +137,11 @@ def test_nbval_checks_no_output_that_depends_on_training(path):
     assert checked
     for source in checked:
         assert not any(word in source for word in ("run_experiment", "sweep(", "metrics", "Trainer", "predict", "load_model"))
+
+
+def test_clean_names_a_file_that_is_not_a_notebook(tmp_path, capsys):
+    (tmp_path / "00_broken.ipynb").write_text("not json")
+    assert main(["notebooks", "--clean", "--notebooks-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "00_broken.ipynb is not a Jupyter notebook" in err
+    assert (tmp_path / "00_broken.ipynb").read_text() == "not json"  # left as it was
