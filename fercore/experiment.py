@@ -79,7 +79,10 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     out = Path(out)
     model_args, data_args, recipe_args = dict(model_args or {}), dict(data_args or {}), dict(recipe_args or {})
     # Everything a user typed is checked before the folder is touched or any data is read.
-    recipe = get_model_info(model).recipes[scale].with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
+    info = get_model_info(model)
+    recipe = info.recipe(scale, dataset).with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
+    typed_data_args = data_args  # the command line shows what was typed; the run records what was used
+    data_args = {**recipe.data_args, **data_args}  # the recipe's dataset settings, then the user's
     check_model_args(model, model_args)
     resolve_device(device)
     settings = {"model": model, "dataset": dataset, "scale": scale, "seed": seed, "model_args": model_args,
@@ -89,7 +92,8 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
             check_resume_settings(out / "last.pt", settings)
         return _train_and_report(model, dataset, data_root, recipe, out, scale=scale, epochs=epochs, seed=seed,
                                  device=device, resume=resume, progress=progress, callbacks=callbacks,
-                                 model_args=model_args, data_args=data_args, recipe_args=recipe_args)
+                                 model_args=model_args, data_args=data_args, recipe_args=recipe_args,
+                                 typed_data_args=typed_data_args, recipe_name=info.recipe_name(scale, dataset))
 
 
 def check_resume_settings(checkpoint, settings: dict) -> None:
@@ -116,7 +120,7 @@ def check_resume_settings(checkpoint, settings: dict) -> None:
 
 
 def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, epochs, seed, device, resume, progress,
-                      callbacks, model_args, data_args, recipe_args) -> dict:
+                      callbacks, model_args, data_args, recipe_args, typed_data_args, recipe_name) -> dict:
     """``run_experiment`` once its arguments are checked and its run folder is held."""
     seed_everything(seed)
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
@@ -140,7 +144,7 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     train_seconds = sum(r["seconds"] for r in history)
     metrics = {
         "model": model, "dataset": dataset, "scale": scale, "seed": seed,
-        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, data_args,
+        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, typed_data_args,
                                 recipe_args=recipe_args),
         "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args,
         "class_weights": trainer.loss.weight.tolist() if getattr(trainer.loss, "weight", None) is not None else None,
@@ -157,7 +161,7 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
         "images_per_second": round(len(train) * len(history) / train_seconds, 1) if train_seconds else None,
         "n_train": len(train), "n_val": len(val), "n_test": len(test) if test is not None else 0,
         "history": history,  # per-epoch curves, so metrics.json alone can redraw the training curve
-        "recipe": recipe.to_dict(), "device": str(trainer.device),
+        "recipe_name": recipe_name, "recipe": recipe.to_dict(), "device": str(trainer.device),
         "data_root": str(data_root) if data_root is not None else None,
         "environment": {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads()},

@@ -23,6 +23,17 @@ class ModelInfo:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     recipes: dict[str, Recipe] = field(default_factory=dict)
+    dataset_recipes: dict[str, dict[str, Recipe]] = field(default_factory=dict)  # dataset -> scale -> recipe
+
+    def recipe(self, scale: str, dataset: str | None = None) -> Recipe:
+        """The recipe for ``scale``: this model's own for ``dataset`` if it has one, else its general one."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+        return self.dataset_recipes.get(dataset, self.recipes)[scale]
+
+    def recipe_name(self, scale: str, dataset: str | None = None) -> str:
+        """``vgg_fer/ferplus/standard`` for a dataset's own recipe, ``vgg_fer/standard`` for the general one."""
+        return "/".join([self.name] + ([dataset] if dataset in self.dataset_recipes else []) + [scale])
 
     def default_cfg(self) -> dict:
         return {"input_size": self.input_size, "num_classes": self.num_classes, "mean": self.mean, "std": self.std}
@@ -31,14 +42,21 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {}
 
 
-def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0.5,), recipes=None):
-    """Decorator: register ``fn`` under its function name with its config and recipes."""
+def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0.5,), recipes=None,
+                   dataset_recipes=None):
+    """Decorator: register ``fn`` under its function name with its config and recipes.
+
+    ``dataset_recipes`` (``{"ferplus": {"smoke": ..., "standard": ..., "full": ...}}``) are used
+    instead of ``recipes`` when the model trains on that dataset.
+    """
 
     def wrap(fn):
-        missing = set(SCALES) - set(recipes or {})
-        if missing:
-            raise ValueError(f"model {fn.__name__} lacks recipes for {sorted(missing)}")
-        MODELS[fn.__name__] = ModelInfo(fn.__name__, fn, tuple(input_size), num_classes, tuple(mean), tuple(std), dict(recipes))
+        for where, table in [("", recipes or {})] + [(f" on {d}", t) for d, t in (dataset_recipes or {}).items()]:
+            missing = set(SCALES) - set(table)
+            if missing:
+                raise ValueError(f"model {fn.__name__} lacks recipes{where} for {sorted(missing)}")
+        MODELS[fn.__name__] = ModelInfo(fn.__name__, fn, tuple(input_size), num_classes, tuple(mean), tuple(std),
+                                        dict(recipes), {d: dict(t) for d, t in (dataset_recipes or {}).items()})
         return fn
 
     return wrap
