@@ -1,6 +1,6 @@
-"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks.
+"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks, export.
 
-train, crossval, evaluate and datasets print JSON; predict, notebooks and landmarks print one
+train, crossval, evaluate, datasets and export print JSON; predict, notebooks and landmarks print one
 line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
 unknown names, a wrong argument, a run folder in use) print one clear line to stderr and exit
 with status 2, without a traceback.
@@ -18,13 +18,15 @@ EXAMPLES = {
              "  python -m fercore train --model simple_cnn --dataset fer2013 --data-root ~/data --scale standard --out runs/cnn",
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
-    "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json",
+    "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
+               "  python -m fercore predict photo.jpg   # the model shipped with fercore",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
                  "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs\n"
                  "  python -m fercore notebooks --clean             # after saving a notebook in JupyterLab",
     "landmarks": "example:\n  python -m fercore landmarks --dataset fer2013 --data-root ~/data --split train\n"
                  "  python -m fercore landmarks --dataset synthetic --split val --box detect --json",
+    "export": "example:\n  python -m fercore export runs/vgg/best.pt --out fercore/weights/vgg_fer_ferplus.pt",
 }
 
 
@@ -128,6 +130,9 @@ def cmd_predict(args) -> int:
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder")
+    if args.checkpoint is None:  # the model shipped with fercore: offline, sha256-checked
+        from .pretrained import DEFAULT_MODEL, pretrained_path
+        args.checkpoint = pretrained_path(DEFAULT_MODEL)
     model = load_model(args.checkpoint, device=resolve_device(args.device))
     ckpt_classes = torch_classes(args.checkpoint)
     # Every image is predicted before any annotated copy is written, so with --out beside the
@@ -211,6 +216,16 @@ def cmd_landmarks(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .pretrained import export_pretrained
+
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise ValueError(f"--out {out} must name a .pt file, e.g. fercore/weights/vgg_fer_ferplus.pt")
+    _print_json(export_pretrained(args.checkpoint, out.stem, out.parent))
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its usage errors as one ``error: ...`` line (exit status 2) like every other error."""
 
@@ -270,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG or TIFF photos")
-    p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
+    p.add_argument("--checkpoint", help="a best.pt written by train (default: the model shipped with fercore)")
     p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png, numbered when taken); no file is overwritten")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.add_argument("--detector", default="auto", choices=("auto", "hog", "haar", "whole"),
@@ -307,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line")
     p.set_defaults(func=cmd_landmarks)
+
+    p = add("export", "Strip a checkpoint to fp16 weights + metadata for shipping (fercore/pretrained.py); "
+                      "prints its size and sha256. Never overwrites a file.")
+    p.add_argument("checkpoint", help="a best.pt written by train (its run's metrics.json is copied beside OUT)")
+    p.add_argument("--out", required=True, help="the .pt to write, e.g. fercore/weights/vgg_fer_ferplus.pt")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -104,14 +104,20 @@ def check_model_args(name: str, kwargs: dict) -> None:
             raise ValueError(f"model {name}: argument {key} must be {expected}, got {value!r}")
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build model ``name``; keyword arguments (``num_classes``, ``in_chans``...) override defaults.
 
     The returned module carries ``default_cfg`` (input size, classes, mean/std) and
     ``model_name``, which checkpoints store so that a model can be rebuilt from them. An
     argument the model does not take, or a value of the wrong type, is a ValueError that names it.
+    ``pretrained=True`` loads the weights shipped with fercore (``fercore.pretrained``: sha256
+    checked, float32, eval mode, ``model.classes`` set); a model without them is a ValueError.
     """
     info = get_model_info(name)
+    if pretrained:
+        from ..pretrained import load_pretrained
+
+        return load_pretrained(name, **kwargs)
     check_model_args(name, kwargs)
     try:
         model = info.build(**kwargs)

@@ -1,0 +1,128 @@
+"""Trained weights that ship with fercore: ``create_model(name, pretrained=True)``.
+
+A shipped file is a regular fercore checkpoint (``fercore.train.read_checkpoint`` reads it)
+stripped to what inference needs: the model state in fp16 (half the bytes; at most 10 MB per
+model, so that the package stays small), the config (model name and arguments, default_cfg,
+classes) and the best epoch's figures; no optimizer, scheduler, RNG states or history. The
+run's ``metrics.json`` is kept beside it. Every file is checked against its sha256 before
+``torch.load`` sees it. Weights too large to ship name a ``url`` instead and are downloaded
+once into ``$FERCORE_CACHE/weights`` (default ``~/.cache/fercore/weights``).
+
+To ship a model, export its best checkpoint and paste the printed ``register`` line into ``PRETRAINED``::
+
+    python -m fercore export runs/RUN/best.pt --out fercore/weights/MODEL_DATASET.pt
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch.nn as nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MAX_SHIPPED_BYTES = 10 * 1000 * 1000  # larger weights go to a url, not into the package
+DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --checkpoint
+
+# model name -> its weights. None shipped yet: the vgg_fer entry is filled in from the FERPlus
+# run (runs/vgg_ferplus_ohlsen/best.pt) with the export command above.
+PRETRAINED: dict[str, dict] = {
+    # "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "...", "metrics": "vgg_fer_ferplus.json", "url": None},
+}
+
+
+def sha256_of(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def pretrained_path(name: str) -> Path:
+    """The checked weights file of model ``name``: shipped in ``fercore/weights/``, or downloaded into the cache."""
+    from .data.cache import default_cache_dir
+    from .data.download import download
+
+    if name not in PRETRAINED:
+        raise ValueError(f"model {name!r} has no pretrained weights in this fercore (models with weights: "
+                         f"{', '.join(sorted(PRETRAINED)) or 'none yet'}); use a checkpoint written by train, "
+                         "e.g. predict --checkpoint runs/RUN/best.pt")
+    entry = PRETRAINED[name]
+    path = WEIGHTS_DIR / entry["file"]
+    if not path.is_file() and entry.get("url"):
+        path = download(entry["url"], default_cache_dir() / "weights" / entry["file"], entry["sha256"])
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights of {name} ({path}) are missing from this installation; "
+                                "reinstall fercore")
+    got = sha256_of(path)
+    if got != entry["sha256"].lower():
+        raise ValueError(f"{path} is not the file registered for {name}: its sha256 is {got}, expected "
+                         f"{entry['sha256']} (a damaged download or copy; delete it and download or reinstall)")
+    return path
+
+
+def load_pretrained(name: str, **kwargs) -> nn.Module:
+    """Model ``name`` with its registered weights, on the CPU in float32 and eval mode; ``model.classes`` are its labels.
+
+    ``num_classes`` or ``in_chans`` other than the weights' own are a ValueError; other
+    arguments (e.g. ``dropout``) are passed on to ``create_model``.
+    """
+    from .models import create_model
+    from .train import load_weights, read_checkpoint
+
+    path = pretrained_path(name)
+    ckpt = read_checkpoint(path)
+    config = ckpt.get("config") or {}
+    cfg = config.get("default_cfg") or {}
+    shipped = {"num_classes": cfg.get("num_classes"), "in_chans": (cfg.get("input_size") or [None])[0]}
+    for key, value in kwargs.items():
+        if key in shipped and value != shipped[key]:
+            raise ValueError(f"pretrained {name} weights ({path.name}) have {key}={shipped[key]}, not {value}: "
+                             f"drop {key}, or build the model with pretrained=False and train it")
+    model = create_model(name, **{**(config.get("model_kwargs") or {}), **kwargs})
+    load_weights(model, ckpt["model"], path)  # load_state_dict copies the fp16 tensors into float32 ones
+    model.classes = list(config.get("classes") or [])
+    return model.eval()
+
+
+def export_pretrained(checkpoint, name: str, dest_dir=WEIGHTS_DIR) -> dict:
+    """Write ``dest_dir/NAME.pt`` (fp16 weights + metadata) and ``NAME.json`` (the run's metrics.json, if any).
+
+    Never overwrites: an existing target is a FileExistsError. Returns what to register: the
+    file, its size and sha256, and the line to paste into ``PRETRAINED``.
+    """
+    import io
+
+    import torch
+
+    from .runs import atomic_write
+    from .train import read_checkpoint
+
+    checkpoint = Path(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
+    config = ckpt.get("config") or {}
+    if not config.get("model_name"):
+        raise ValueError(f"{checkpoint} does not name its model (config['model_name']): only checkpoints of "
+                         "models built by fercore.models.create_model can be exported")
+    dest_dir = Path(dest_dir)
+    out, metrics_src = dest_dir / f"{name}.pt", checkpoint.with_name("metrics.json")
+    metrics = dest_dir / f"{name}.json" if metrics_src.is_file() else None
+    for target in filter(None, (out, metrics)):
+        if target.exists():
+            raise FileExistsError(f"{target} already exists; export never replaces weights: choose another name")
+    floats = {k: v for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel()}
+    too_big = [k for k, v in floats.items() if v.abs().max() > torch.finfo(torch.float16).max]
+    if too_big:  # would become inf in fp16
+        raise ValueError(f"{checkpoint}: {', '.join(too_big)} exceed fp16's range (65504); it cannot be shipped in fp16")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    keep = ("epoch", "best_epoch", "best_metric", "monitor", "mode")
+    stripped = {"format_version": ckpt.get("format_version", 1), "model": state, "config": config,
+                **{k: ckpt[k] for k in keep if k in ckpt}}
+    buf = io.BytesIO()
+    torch.save(stripped, buf)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, buf.getvalue())
+    if metrics:
+        atomic_write(metrics, metrics_src.read_bytes())
+    entry = {"file": out.name, "sha256": sha256_of(out), "metrics": metrics.name if metrics else None, "url": None}
+    size = out.stat().st_size
+    return {"file": str(out), "bytes": size, "megabytes": round(size / 1e6, 2), "sha256": entry["sha256"],
+            "metrics": str(metrics) if metrics else None, "fits_in_package": size <= MAX_SHIPPED_BYTES,
+            "register": f"{config['model_name']!r}: {entry!r},"}
