@@ -59,10 +59,10 @@ def pretrained_path(name: str) -> Path:
 
 
 def load_pretrained(name: str, **kwargs) -> nn.Module:
-    """Model ``name`` with its registered weights, on the CPU in float32 and eval mode; ``model.classes`` are its labels.
+    """Model ``name`` with its registered weights, on the CPU, in float32 and eval mode.
 
-    ``num_classes`` or ``in_chans`` other than the weights' own are a ValueError; other
-    arguments (e.g. ``dropout``) are passed on to ``create_model``.
+    ``model.classes`` are the labels it was trained with. A ``num_classes`` or ``in_chans`` other
+    than the weights' own is a ValueError; other arguments (``dropout``...) go to ``create_model``.
     """
     from .models import create_model
     from .train import load_weights, read_checkpoint
@@ -110,7 +110,7 @@ def export_pretrained(checkpoint, name: str, dest_dir=WEIGHTS_DIR) -> dict:
     floats = {k: v for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel()}
     too_big = [k for k, v in floats.items() if v.abs().max() > torch.finfo(torch.float16).max]
     if too_big:  # would become inf in fp16
-        raise ValueError(f"{checkpoint}: {', '.join(too_big)} exceed fp16's range (65504); it cannot be shipped in fp16")
+        raise ValueError(f"{checkpoint}: {', '.join(too_big)} exceed fp16's range (65504); cannot ship it in fp16")
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = ("epoch", "best_epoch", "best_metric", "monitor", "mode")
     stripped = {"format_version": ckpt.get("format_version", 1), "model": state, "config": config,

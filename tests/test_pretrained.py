@@ -1,0 +1,184 @@
+"""Shipped weights: export to fp16, sha256 on load, create_model(pretrained=True), download, predict's default."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+import tomllib
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from fercore import pretrained
+from fercore.cli import main
+from fercore.data.download import DownloadError
+from fercore.labels import EMOTIONS_7
+from fercore.models import create_model
+from fercore.predict import SAMPLE_PHOTO
+from fercore.train import Trainer, read_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run folder as train leaves it: best.pt (an untrained simple_cnn, saved as the Trainer saves) + metrics.json."""
+    model = create_model("simple_cnn")
+    with torch.no_grad():  # batch-norm statistics away from 0 and 1, so that loading them is tested too
+        for name, buf in model.named_buffers():
+            if "running" in name:
+                buf.uniform_(0.5, 1.5)
+    trainer = Trainer(model, device="cpu", progress=False)
+    trainer.config["classes"] = list(EMOTIONS_7)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save(trainer.state_dict(), folder / "best.pt")
+    (folder / "metrics.json").write_text('{"test": {"accuracy": 0.5}}\n')
+    return folder
+
+
+@pytest.fixture
+def registered(run, tmp_path, monkeypatch):
+    """The run exported into a temp weights folder and registered as simple_cnn's (and predict's default)."""
+    weights = tmp_path / "weights"
+    info = pretrained.export_pretrained(run / "best.pt", "simple_cnn_synthetic", weights)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", "simple_cnn")
+    monkeypatch.setattr(pretrained, "PRETRAINED", {"simple_cnn": {"file": "simple_cnn_synthetic.pt", "sha256": info["sha256"],
+                                                                  "metrics": "simple_cnn_synthetic.json", "url": None}})
+    return weights / "simple_cnn_synthetic.pt"
+
+
+def test_export_writes_fp16_weights_and_metadata_only(run, tmp_path):
+    info = pretrained.export_pretrained(run / "best.pt", "tiny", tmp_path / "w")
+    out = tmp_path / "w" / "tiny.pt"
+    assert info["file"] == str(out) and info["bytes"] == out.stat().st_size and info["fits_in_package"]
+    assert info["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    entry = {"file": "tiny.pt", "sha256": info["sha256"], "metrics": "tiny.json", "url": None}
+    assert info["register"] == f"'simple_cnn': {entry!r},"  # a line to paste into PRETRAINED
+    assert (tmp_path / "w" / "tiny.json").read_bytes() == (run / "metrics.json").read_bytes()
+    ckpt = read_checkpoint(out)  # the one checkpoint reader reads it
+    original = read_checkpoint(run / "best.pt")
+    assert {"optimizer", "scheduler", "rng", "history"}.isdisjoint(ckpt)
+    assert ckpt["config"] == original["config"] and ckpt["format_version"] == original["format_version"]
+    assert {v.dtype for v in ckpt["model"].values() if v.is_floating_point()} == {torch.float16}
+    float32_state = sum(v.numel() * v.element_size() for v in original["model"].values())
+    assert out.stat().st_size < 0.55 * float32_state  # half the bytes, plus a little metadata
+
+
+def test_pretrained_model_predicts_as_the_float32_one_up_to_fp16(run, registered):
+    model = create_model("simple_cnn", pretrained=True)
+    assert not model.training and model.classes == list(EMOTIONS_7)
+    assert {p.dtype for p in model.state_dict().values() if p.is_floating_point()} == {torch.float32}
+    reference = create_model("simple_cnn").eval()
+    reference.load_state_dict(read_checkpoint(run / "best.pt")["model"])
+    x = torch.randn(16, 1, 48, 48)
+    with torch.no_grad():
+        got, want = model(x), reference(x)
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
+    assert not torch.equal(got, want)  # it is the fp16 copy that was loaded
+
+
+def test_tampered_weights_name_the_file_and_both_hashes(registered):
+    data = bytearray(registered.read_bytes())
+    data[len(data) // 2] ^= 1
+    registered.write_bytes(bytes(data))
+    expected = pretrained.PRETRAINED["simple_cnn"]["sha256"]
+    with pytest.raises(ValueError) as err:
+        create_model("simple_cnn", pretrained=True)
+    assert str(registered) in str(err.value) and expected in str(err.value)
+    assert hashlib.sha256(bytes(data)).hexdigest() in str(err.value)
+
+
+def test_model_without_weights_names_it_and_those_with(registered, monkeypatch):
+    with pytest.raises(ValueError, match=r"'vgg_fer' has no pretrained weights.*with weights: simple_cnn\)"):
+        create_model("vgg_fer", pretrained=True)
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    with pytest.raises(ValueError, match="with weights: none yet"):
+        create_model("simple_cnn", pretrained=True)
+
+
+def test_other_classes_or_channels_than_the_weights_are_an_error(registered):
+    with pytest.raises(ValueError, match=r"simple_cnn_synthetic.pt\) have num_classes=7, not 8"):
+        create_model("simple_cnn", pretrained=True, num_classes=8)
+    with pytest.raises(ValueError, match="have in_chans=1, not 3"):
+        create_model("simple_cnn", pretrained=True, in_chans=3)
+    assert create_model("simple_cnn", pretrained=True, num_classes=7, dropout=0.0).model_kwargs["dropout"] == 0.0
+
+
+@pytest.fixture
+def server(registered, tmp_path):
+    """A local HTTP server holding the exported file as remote.pt: the internet in this test."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "remote.pt").write_bytes(registered.read_bytes())
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/remote.pt"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_weights_with_a_url_are_downloaded_once_into_the_cache(server, registered, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path / "cache"))
+    sha = pretrained.PRETRAINED["simple_cnn"]["sha256"]
+    monkeypatch.setattr(pretrained, "PRETRAINED", {"simple_cnn": {"file": "remote.pt", "sha256": sha, "url": server}})
+    assert pretrained.pretrained_path("simple_cnn") == tmp_path / "cache" / "weights" / "remote.pt"
+    assert create_model("simple_cnn", pretrained=True).classes == list(EMOTIONS_7)
+    assert sorted(p.name for p in (tmp_path / "cache" / "weights").iterdir()) == ["remote.pt"]
+
+
+def test_a_download_with_the_wrong_hash_raises_and_leaves_nothing(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrained, "PRETRAINED", {"simple_cnn": {"file": "remote.pt", "sha256": "0" * 64, "url": server}})
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        create_model("simple_cnn", pretrained=True)
+    assert list((tmp_path / "cache" / "weights").iterdir()) == []
+
+
+def test_cli_export_prints_size_and_sha256_and_never_overwrites(run, tmp_path, capsys):
+    out = tmp_path / "weights" / "cnn.pt"
+    assert main(["export", str(run / "best.pt"), "--out", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["bytes"] == out.stat().st_size and info["sha256"] == pretrained.sha256_of(out)
+    before = out.read_bytes()
+    assert main(["export", str(run / "best.pt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} already exists" in err
+    assert out.read_bytes() == before
+    assert main(["export", str(run / "best.pt"), "--out", str(tmp_path / "cnn.pth")]) == 2
+    assert "must name a .pt file" in capsys.readouterr().err
+
+
+def test_predict_without_checkpoint_uses_the_registered_default(run, registered, capsys):
+    assert main(["predict", str(SAMPLE_PHOTO), "--json"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(SAMPLE_PHOTO), "--json", "--checkpoint", str(run / "best.pt")]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert len(shipped[0]["faces"]) == 1 and shipped[0]["faces"][0]["label"] == own[0]["faces"][0]["label"]
+    for c, p in own[0]["faces"][0]["probabilities"].items():
+        assert shipped[0]["faces"][0]["probabilities"][c] == pytest.approx(p, abs=0.01)
+
+
+def test_predict_without_checkpoint_or_shipped_weights_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    assert main(["predict", str(SAMPLE_PHOTO)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--checkpoint" in err and "no pretrained weights" in err
+
+
+def test_shipped_weights_fit_the_package_and_match_their_hashes():
+    for name, entry in pretrained.PRETRAINED.items():
+        path = pretrained.WEIGHTS_DIR / entry["file"]
+        if entry.get("url") is None:
+            assert path.stat().st_size <= pretrained.MAX_SHIPPED_BYTES, f"{name}: {path} is over 10 MB"
+            assert pretrained.sha256_of(path) == entry["sha256"], f"{name}: {path} does not match its sha256"
+            assert entry.get("metrics") is None or (pretrained.WEIGHTS_DIR / entry["metrics"]).is_file()
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert {"weights/*.pt", "weights/*.json"} <= set(setuptools["package-data"]["fercore"])
