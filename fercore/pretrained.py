@@ -31,8 +31,11 @@ PRETRAINED: dict[str, dict] = {
 
 
 def sha256_of(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:  # in chunks; hashlib.file_digest needs Python 3.11
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def pretrained_path(name: str) -> Path:

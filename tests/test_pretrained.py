@@ -5,7 +5,6 @@ import hashlib
 import http.server
 import json
 import threading
-import tomllib
 from functools import partial
 from pathlib import Path
 
@@ -180,5 +179,5 @@ def test_shipped_weights_fit_the_package_and_match_their_hashes():
             assert path.stat().st_size <= pretrained.MAX_SHIPPED_BYTES, f"{name}: {path} is over 10 MB"
             assert pretrained.sha256_of(path) == entry["sha256"], f"{name}: {path} does not match its sha256"
             assert entry.get("metrics") is None or (pretrained.WEIGHTS_DIR / entry["metrics"]).is_file()
-    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert {"weights/*.pt", "weights/*.json"} <= set(setuptools["package-data"]["fercore"])
+    package_data = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if line.startswith("fercore = ["))
+    assert '"weights/*.pt"' in package_data and '"weights/*.json"' in package_data  # (tomllib needs Python 3.11)
