@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .data.augment import build_augment
+from .losses import loss_for
 from .metrics import confusion_matrix, metrics_from_confusion
 from .transforms import ModelInput, as_images, predict_logits
 
@@ -121,15 +122,17 @@ class Trainer:
     def from_recipe(cls, model: nn.Module, recipe, train=None, **kw) -> "Trainer":
         """A Trainer with the recipe's optimizer, scheduler, augmentation, batch size, patience and loss.
 
-        ``train`` (the training set) is needed only when the recipe weights the classes.
+        ``train`` (the training set) is needed when the recipe weights the classes; its
+        ``label_mode`` (FERPlus) picks the loss (``fercore.losses.loss_for``), else cross-entropy.
         """
         if recipe.augment and "augment" not in kw:
             kw["augment"] = build_augment(**recipe.augment)
-        if recipe.class_weights and "loss" not in kw:
-            if train is None:
-                raise ValueError("this recipe weights the classes (class_weights="
-                                 f"{recipe.class_weights!r}): pass the training set as from_recipe(..., train=...)")
-            kw["loss"] = nn.CrossEntropyLoss(weight=class_weights(train.targets, train.num_classes))
+        if recipe.class_weights and "loss" not in kw and train is None:
+            raise ValueError("this recipe weights the classes (class_weights="
+                             f"{recipe.class_weights!r}): pass the training set as from_recipe(..., train=...)")
+        if "loss" not in kw and train is not None:  # the training set's label mode picks the loss
+            weight = class_weights(train.targets, train.num_classes) if recipe.class_weights else None
+            kw["loss"] = loss_for(getattr(train, "label_mode", None), weight)
         kw.setdefault("batch_size", recipe.batch_size)
         kw.setdefault("patience", recipe.patience)
         kw.setdefault("monitor", recipe.monitor)

@@ -18,6 +18,9 @@ class FERDataset(Dataset):
         meta: per-image numpy arrays of length N (``usage``, ``file``, ``subject``, ...).
         name, split: where it came from, for messages and ``metrics.json``.
         protocol: one sentence saying how this dataset is meant to be split and reported.
+        label_mode: how ``targets`` were made from votes (FERPlus: ``majority``, ``probability``,
+            ``crossentropy``, ``multi_target``), which picks the training loss (fercore.losses);
+            None for datasets of hard labels.
 
     ``dataset[i]`` returns ``(image, target)``; ``image`` is the uint8 ``(C, H, W)`` tensor
     unless a ``transform`` is given. Training code reads ``images`` and ``targets`` directly
@@ -34,6 +37,7 @@ class FERDataset(Dataset):
         name: str = "",
         split: str = "",
         protocol: str = "",
+        label_mode: str | None = None,
         transform: Callable | None = None,
         target_transform: Callable | None = None,
     ):
@@ -52,6 +56,7 @@ class FERDataset(Dataset):
         self.name = name
         self.split = split
         self.protocol = protocol
+        self.label_mode = label_mode
         self.transform = transform
         self.target_transform = target_transform
 
@@ -87,7 +92,7 @@ class FERDataset(Dataset):
         return FERDataset(
             self.images[idx], self.targets[idx], self.classes,
             {k: v[np_idx] for k, v in self.meta.items()},
-            name=self.name, split=self.split, protocol=self.protocol,
+            name=self.name, split=self.split, protocol=self.protocol, label_mode=self.label_mode,
             transform=self.transform, target_transform=self.target_transform,
         )
 

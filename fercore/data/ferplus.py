@@ -73,8 +73,8 @@ Deliberate differences from the reference reader:
   its loss stays finite; we return exact 0/1 and leave any epsilon to the loss.
 - Splits: the reference always labels PublicTest and PrivateTest with *majority*, whatever the
   training mode. Here ``label_mode`` applies to the split you load, because the loader cannot
-  tell training from evaluation; to report numbers comparable with Barsoum's, load ``val`` and
-  ``test`` with ``label_mode="majority"``.
+  tell training from evaluation; ``eval_label_mode="majority"`` gives ``val`` and ``test``
+  majority labels as the reference does, so numbers are comparable with Barsoum's.
 - ``classes=7`` and ``min_top_probability`` are fercore additions (the reference always has the
   8 emotions), described below.
 
@@ -309,8 +309,8 @@ def ferplus_targets(votes: np.ndarray, label_mode: str = "majority", classes: in
 @register_dataset("ferplus", splits=tuple(fer2013.USAGES), locate=locate_ferplus, source=SOURCE,
                   describe=describe_ferplus)
 def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int = 8,
-                 min_top_probability: float | None = None, votes: str = "auto", download: bool = False,
-                 cache_dir=None) -> FERDataset:
+                 min_top_probability: float | None = None, votes: str = "auto", eval_label_mode: str | None = None,
+                 download: bool = False, cache_dir=None) -> FERDataset:
     """Load ``split`` of FERPlus (``train``/``val``/``test`` = Training/PublicTest/PrivateTest).
 
     Reads Microsoft's folders when they are under ``root``, else joins ``fer2013.csv`` with
@@ -318,7 +318,12 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
     file, see the module doc. ``download=True`` fetches ``fer2013new.csv`` from ``FERPLUS_URL`` when
     it is wanted and absent (no checksum is pinned: ``FERPLUS_SHA256`` is None, so the file is
     not verified). FER2013's pixels are never downloaded. See the module doc for the label modes.
+
+    ``eval_label_mode`` replaces ``label_mode`` for the ``val`` and ``test`` splits, as Barsoum's
+    reference does with ``"majority"``: train on the votes, select and report on hard labels.
     """
+    if eval_label_mode is not None and split != "train":
+        label_mode = eval_label_mode
     if label_mode not in LABEL_MODES:
         raise ValueError(f"unknown label_mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
     if votes not in VOTE_FILES:
@@ -351,7 +356,7 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
     return FERDataset(
         torch.from_numpy(images[index]).unsqueeze(1),
         target.long() if target.ndim == 1 else target.float(),
-        EMOTIONS[:classes], meta, name="ferplus", split=split,
+        EMOTIONS[:classes], meta, name="ferplus", split=split, label_mode=label_mode,
         protocol=f"{PROTOCOL}; votes from {vote_file} ({_VOTE_NOTES[vote_file.name]}), {where}",
     )
 
