@@ -189,7 +189,7 @@ def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10,
         accuracies = [r["test"]["accuracy"] for r in runs]
         summary = {
             "model": model, "dataset": dataset, "folds": folds,
-            "protocol": f"subject-independent {folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
+            "protocol": f"{folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
             "test_accuracy_mean": float(np.mean(accuracies)), "test_accuracy_std": float(np.std(accuracies)),
             "test_macro_f1_mean": float(np.mean([r["test"]["macro_f1"] for r in runs])),
             "per_fold": [{"fold": k, "test_accuracy": r["test"]["accuracy"], "n_test": r["n_test"],

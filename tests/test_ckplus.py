@@ -253,6 +253,21 @@ def test_ck48_bad_names_and_folders(tmp_path):
         load_ckplus(tmp_path, "all", folds=3, cache_dir=False)
 
 
+def test_image_level_folds_put_one_subjects_frames_in_train_and_test(ck):
+    """folds_by='image' (the leaky protocol of many papers) splits images, not people, and says so."""
+    root, _ = ck
+    parts = {s: load_ckplus(root, s, fold=0, folds=5, folds_by="image") for s in ("train", "val", "test")}
+    files = {s: set(d.meta["file"].tolist()) for s, d in parts.items()}
+    assert sum(len(f) for f in files.values()) == 27 and not (files["train"] & (files["val"] | files["test"]))
+    subjects = {s: set(d.meta["subject"].tolist()) for s, d in parts.items()}
+    assert subjects["train"] & subjects["test"]  # the leak: the same people on both sides
+    assert parts["test"].protocol.startswith("LEAKY image-level 5-fold")
+    tested = [f for k in range(5) for f in load_ckplus(root, "test", fold=k, folds=5, folds_by="image").meta["file"]]
+    assert sorted(tested) == sorted(load_ckplus(root, "all", folds=5).meta["file"])  # every image tested once
+    with pytest.raises(ValueError, match="folds_by must be 'subject' or 'image'"):
+        load_ckplus(root, "test", folds=5, folds_by="sequence")
+
+
 def test_bad_arguments(ck):
     root, _ = ck
     with pytest.raises(ValueError, match="classes must be 7 or 8"):

@@ -73,14 +73,20 @@ def locate_ckplus(root) -> Path | None:
 
 @register_dataset("ckplus", splits=SPLITS, locate=locate_ckplus, source=SOURCE)
 def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, seed: int = 0, classes: int = 8,
-                neutral: bool = True, cache_dir=None) -> FERDataset:
+                neutral: bool = True, folds_by: str = "subject", cache_dir=None) -> FERDataset:
     """Load ``split`` (train, val, test or all) of subject-independent fold ``fold`` of ``folds``.
 
     ``meta``: ``subject`` ("S005"), ``sequence`` ("S005_001"), ``file`` (path under the CK+
     folder) and ``frame`` (the frame number in the file name).
+
+    ``folds_by="image"`` deals single images into the folds at random instead, the protocol of
+    many CK+ papers: one person's frames (the three peak frames of a sequence, nearly identical)
+    then land in train and test. It exists to measure that leak; never report it as a result.
     """
     if classes not in (7, 8):
         raise ValueError(f"classes must be 7 or 8 for ckplus, got {classes}")
+    if folds_by not in ("subject", "image"):
+        raise ValueError(f"folds_by must be 'subject' or 'image', got {folds_by!r}")
     base = locate_ckplus(root)
     if base is None:
         raise DatasetNotFoundError(_not_found_message(root))
@@ -95,8 +101,12 @@ def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, s
     if not neutral:
         keep &= ~arrays["onset"]
     # Folds over every subject, before any filtering: the same folds for every setting.
-    mask = keep & fold_mask(arrays["subject"], split, fold, folds, seed)
+    groups = arrays["subject"] if folds_by == "subject" else np.arange(len(arrays["subject"]))
+    mask = keep & fold_mask(groups, split, fold, folds, seed)
     protocol = fold_protocol(folds, fold, len(set(arrays["subject"].tolist())))
+    if folds_by == "image":
+        protocol = (f"LEAKY image-level {folds}-fold (random images, so one subject's frames are in train and "
+                    f"test): fold {fold} tests, fold {(fold + 1) % folds} selects, the rest train")
     if classes == 7:
         protocol += "; 7 classes: contempt sequences dropped"
     return FERDataset(
