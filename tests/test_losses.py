@@ -84,3 +84,5 @@ def test_vgg_fer_on_ferplus_trains_on_the_ohlsen_data_unless_told_otherwise(tmp_
     info = get_model_info("vgg_fer")  # other datasets keep the general recipe
     assert info.recipe("smoke", "simulated_ferplus") == info.recipes["smoke"] and not info.recipes["smoke"].data_args
     assert info.recipe_name("standard", "fer2013") == "vgg_fer/standard"
+    barsoum = get_model_info("vgg13_ferplus").recipe("standard", "ferplus")  # selects on majority labels
+    assert barsoum.data_args == {"eval_label_mode": "majority"} and barsoum.optimizer == "sgd"
