@@ -188,7 +188,7 @@ def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10,
                                data_args={**data_args, "fold": k, "folds": folds}, **kw) for k in range(folds)]
         accuracies = [r["test"]["accuracy"] for r in runs]
         summary = {
-            "model": model, "dataset": dataset, "folds": folds,
+            "model": model, "dataset": dataset, "folds": folds, "scale": kw.get("scale", "smoke"),
             "protocol": f"{folds}-fold cross-validation: " + runs[0]["protocol"]["description"],
             "test_accuracy_mean": float(np.mean(accuracies)), "test_accuracy_std": float(np.std(accuracies)),
             "test_macro_f1_mean": float(np.mean([r["test"]["macro_f1"] for r in runs])),
@@ -229,13 +229,17 @@ def paper_table(paper: dict, runs) -> list[dict]:
     """
     rows = []
     for m, source in runs:
-        if "test_accuracy_mean" in m:
-            acc, split, epochs = m["test_accuracy_mean"], f'test, mean of {m["folds"]} folds', "—"
+        if "test_accuracy_mean" in m:  # a cv.json: mean ± std over the folds' test splits
+            leaky = "LEAKY" in m.get("protocol", "")
+            split = f'test, mean ± std of {m["folds"]} {"image-level (leaky)" if leaky else "subject"} folds'
+            acc, epochs = m["test_accuracy_mean"], "—"
+            if "test_accuracy_std" in m:
+                acc = f'{100 * m["test_accuracy_mean"]:.1f} ± {100 * m["test_accuracy_std"]:.1f}'
         else:
             split = "test" if m.get("test") else "val"
             acc, epochs = m[split]["accuracy"], f'{m["epochs_run"]} ({m["best_epoch"]})'
         rows.append({"model": m["model"], "dataset": m["dataset"], "paper %": paper.get((m["model"], m["dataset"]), "—"),
-                     "ours %": round(100 * acc, 1), "split": split, "scale": m.get("scale", "—"),
+                     "ours %": acc if isinstance(acc, str) else round(100 * acc, 1), "split": split, "scale": m.get("scale", "—"),
                      "epochs (best)": epochs, "source": source, "command": m["command"]})
     done = {(r["model"], r["dataset"]) for r in rows}
     for (model, dataset), figure in paper.items():
@@ -263,7 +267,8 @@ def reference_runs(pattern: str, folder=RESULTS) -> dict[str, dict]:
     """The stored reference runs matching ``pattern`` in ``folder`` (each a ``metrics.json``), by file name.
 
     Notebooks keep the runs too long for a smoke run in ``notebooks/results/``; this reads them
-    in name order and names the file whose JSON is broken or lacks what a metrics.json holds.
+    in name order and names the file whose JSON is broken or lacks what a metrics.json (or a
+    crossval's cv.json) holds.
     """
     runs = {}
     for path in sorted(Path(folder).glob(pattern)):
@@ -271,7 +276,9 @@ def reference_runs(pattern: str, folder=RESULTS) -> dict[str, dict]:
             m = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); expected the metrics.json a fercore run wrote") from e
-        missing = [k for k in ("model", "dataset", "command", "val", "history") if k not in m]
+        # a run's metrics.json, or a crossval's cv.json
+        needs = ("folds", "per_fold") if "test_accuracy_mean" in m else ("val", "history")
+        missing = [k for k in ("model", "dataset", "command", *needs) if k not in m]
         if missing:
             raise ValueError(f"{path} lacks {', '.join(missing)}; expected the metrics.json a fercore run wrote")
         runs[_shown(path)] = m

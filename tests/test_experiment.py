@@ -58,13 +58,17 @@ def test_paper_table_reports_test_else_val_folds_and_not_run():
     val_only = {"model": "m", "dataset": "fer2013", "val": {"accuracy": 0.58}, "test": None,
                 "epochs_run": 50, "best_epoch": 45, "scale": "standard", "command": "cmd-b"}
     folds = {"model": "m", "dataset": "ckplus", "test_accuracy_mean": 0.9, "folds": 10, "command": "cmd-c"}
+    leaky = {"model": "m2", "dataset": "ckplus", "test_accuracy_mean": 0.98, "test_accuracy_std": 0.0123, "folds": 10,
+             "command": "cmd-d", "protocol": "10-fold cross-validation: LEAKY image-level 10-fold ..."}
     paper = {("m", "fer2013"): 70.0, ("m", "ckplus"): 98.0, ("m", "jaffe"): 92.8}
-    rows = paper_table(paper, [(with_test, "nb"), (val_only, "ref"), (folds, "cv")])
+    rows = paper_table(paper, [(with_test, "nb"), (val_only, "ref"), (folds, "cv"), (leaky, "cv2")])
+    assert rows[-2]["ours %"] == "98.0 ± 1.2" and "image-level (leaky)" in rows[-2]["split"]
+    rows.pop(-2)
     by = {r["dataset"]: r for r in rows}
     assert by["synthetic"]["ours %"] == 62.5 and by["synthetic"]["split"] == "test" and by["synthetic"]["paper %"] == "—"
     assert by["fer2013"]["ours %"] == 58.0 and by["fer2013"]["split"] == "val" and by["fer2013"]["paper %"] == 70.0
     assert by["fer2013"]["epochs (best)"] == "50 (45)"
-    assert by["ckplus"]["ours %"] == 90.0 and "mean of 10 folds" in by["ckplus"]["split"]
+    assert by["ckplus"]["ours %"] == 90.0 and "mean ± std of 10 subject folds" in by["ckplus"]["split"]
     assert by["jaffe"]["ours %"] == "not run" and by["jaffe"]["command"].startswith("python -m fercore crossval --model m --dataset jaffe")
     assert len(rows) == 4
 
@@ -108,6 +112,10 @@ def test_reference_runs_name_a_broken_or_foreign_file(tmp_path):
         reference_runs("01_*.json", tmp_path)
     (tmp_path / "01_broken.json").write_text(json.dumps({"accuracy": 0.9}))
     with pytest.raises(ValueError, match=r"01_broken\.json lacks model, dataset, command, val, history"):
+        reference_runs("01_*.json", tmp_path)
+    (tmp_path / "01_broken.json").write_text(json.dumps({"model": "m", "dataset": "ckplus", "command": "c",
+                                                         "test_accuracy_mean": 0.9}))
+    with pytest.raises(ValueError, match=r"01_broken\.json lacks folds, per_fold"):
         reference_runs("01_*.json", tmp_path)
 
 
