@@ -51,14 +51,28 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
     if not found:
         result["message"] = f"no face found in {path}"
         return result
-    faces = torch.from_numpy(np.stack([f["face"] for f in found]))[:, None]  # (N, 1, s, s) uint8
-    probs = predict_proba(model, faces)
+    probs = classify_faces(model, [f["face"] for f in found])
     for f, p in zip(found, probs):
         b = f["box"]
         result["faces"].append({"box": [b.left, b.top, b.right, b.bottom], "detector": b.method,
                                 "label": classes[int(p.argmax())],
                                 "probabilities": {c: round(float(v), 4) for c, v in zip(classes, p)}})
     return result
+
+
+def classify_faces(model: nn.Module, faces) -> torch.Tensor:
+    """Class probabilities ``(N, K)`` of aligned grey faces (``(s, s)`` uint8 arrays) via ``predict_proba``."""
+    return predict_proba(model, torch.from_numpy(np.stack(faces))[:, None])  # (N, 1, s, s) uint8
+
+
+def draw_label(image: np.ndarray, box, text: str, thick: int) -> None:
+    """Draw ``box`` (left, top, right, bottom) and ``text`` above it on the BGR ``image``, in place."""
+    left, top, right, bottom = box
+    cv2.rectangle(image, (left, top), (right, bottom), (0, 200, 0), thick)
+    origin, scale = (left, max(top - 4 * thick, 12)), 0.5 * thick
+    # A black outline under the green label keeps it readable on light and dark photos alike.
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thick, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 220, 0), thick, cv2.LINE_AA)
 
 
 def annotate(path, result: dict, out_dir) -> Path:
@@ -71,13 +85,7 @@ def annotate(path, result: dict, out_dir) -> Path:
     image = cv2.cvtColor(read_image(path), cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(image.shape[:2]) / 400))
     for face in result["faces"]:
-        left, top, right, bottom = face["box"]
-        text = f'{face["label"]} {face["probabilities"][face["label"]]:.0%}'
-        cv2.rectangle(image, (left, top), (right, bottom), (0, 200, 0), thick)
-        origin, scale = (left, max(top - 4 * thick, 12)), 0.5 * thick
-        # A black outline under the green label keeps it readable on light and dark photos alike.
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thick, cv2.LINE_AA)
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 220, 0), thick, cv2.LINE_AA)
+        draw_label(image, face["box"], f'{face["label"]} {face["probabilities"][face["label"]]:.0%}', thick)
     png = cv2.imencode(".png", image)[1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
