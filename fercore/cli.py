@@ -19,7 +19,9 @@ EXAMPLES = {
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
-               "  python -m fercore predict photo.jpg   # the model shipped with fercore",
+               "  python -m fercore predict photo.jpg   # the model shipped with fercore\n"
+               "  python -m fercore predict clip.mp4 --out runs/pred   # runs/pred/clip_pred.mp4 and .jsonl\n"
+               "  python -m fercore predict --camera 0 > faces.jsonl   # Ctrl-C stops",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
                  "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs\n"
@@ -127,9 +129,12 @@ def trained_subjects(dataset, config: dict, data_root) -> list[str]:
 def cmd_predict(args) -> int:
     from .predict import annotate, predict_image
     from .train import load_model, resolve_device
+    from .video import is_video, predict_video
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder")
+    if (args.camera is None) == (not args.images):
+        raise ValueError("give image or video files, or --camera N" + (", not both" if args.images else ""))
     if args.checkpoint is None:  # the model shipped with fercore: offline, sha256-checked
         from .pretrained import DEFAULT_MODEL, pretrained_path
         args.checkpoint = pretrained_path(DEFAULT_MODEL)
@@ -137,8 +142,9 @@ def cmd_predict(args) -> int:
     ckpt_classes = torch_classes(args.checkpoint)
     # Every image is predicted before any annotated copy is written, so with --out beside the
     # inputs no input is read after this run wrote something.
+    images = [p for p in args.images if not is_video(p)]
     results, failed = [], 0
-    for path in args.images:
+    for path in images:
         try:
             results.append(predict_image(model, path, ckpt_classes, method=args.detector))
         except (FileNotFoundError, ValueError) as err:  # report this image, go on with the rest
@@ -147,12 +153,24 @@ def cmd_predict(args) -> int:
     if args.out:
         for r in results:
             r["annotated"] = str(annotate(r["image"], r, args.out))
-    if args.json:
+    if args.json and images:
         _print_json(results)
     else:
         for r in results:
             faces = ", ".join(f'{f["label"]} ({f["probabilities"][f["label"]]:.0%}) at {f["box"]}' for f in r["faces"])
             print(f'{r["image"]}: {faces or r["message"]}')
+    # Videos and the camera: JSON lines to OUT/STEM_pred.jsonl, or to stdout (the summary then goes to stderr).
+    for source in [p for p in args.images if is_video(p)] + ([] if args.camera is None else [args.camera]):
+        try:
+            s = predict_video(model, source, ckpt_classes, out_dir=args.out, method=args.detector,
+                              detect_every=args.detect_every, smooth=args.smooth)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        wrote = f'; wrote {s["annotated"]} and {s["jsonl"]}' if s["annotated"] else ""
+        print(f'{s["video"]}: {s["frames"]} frames, {s["tracks"]} face tracks, {s["fps"]} fps'
+              f'{" (stopped by Ctrl-C)" if s["stopped"] else ""}{wrote}', file=sys.stdout if args.out else sys.stderr)
     return 2 if failed else 0
 
 
@@ -283,14 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
-    p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities).")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG or TIFF photos")
+    from .video import DETECT_EVERY, SMOOTH, VIDEO_EXTENSIONS
+
+    p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities); "
+                       "in a video or from a webcam, track each face and smooth its probabilities over time.")
+    p.add_argument("images", nargs="*", metavar="FILE",
+                   help=f"JPEG, PNG or TIFF photos, or videos ({' '.join(VIDEO_EXTENSIONS)}): a video gives "
+                        "OUT/STEM_pred.mp4 and OUT/STEM_pred.jsonl (a JSON line per frame), or the lines on stdout")
     p.add_argument("--checkpoint", help="a best.pt written by train (default: the model shipped with fercore)")
-    p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png, numbered when taken); no file is overwritten")
+    p.add_argument("--out", help="folder for annotated copies (IMAGE_pred.png, VIDEO_pred.mp4 and .jsonl, numbered "
+                                 "when taken); no file is overwritten")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
     p.add_argument("--detector", default="auto", choices=("auto", "hog", "haar", "whole"),
                    help="auto: dlib HOG, then OpenCV Haar; whole: the image is one pre-cropped face")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--camera", type=int, metavar="N", help="read webcam N as a video instead of files; Ctrl-C stops")
+    p.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="N",
+                   help=f"videos: detect faces every N frames, follow the tracks in between (default {DETECT_EVERY})")
+    p.add_argument("--smooth", type=float, default=SMOOTH, metavar="ALPHA",
+                   help=f"videos: weight of each frame in a face's moving average of probabilities, 1: none "
+                        f"(default {SMOOTH}: a time constant of about 4.5 frames)")
     p.set_defaults(func=cmd_predict)
 
     p = add("datasets", "List every dataset fercore knows, whether it was found under --data-root, and where.")
