@@ -1,5 +1,6 @@
 """FERPlus loader: a 10-row fer2013.csv and a fer2013new.csv with hand-chosen votes, the same
-rows written as Microsoft's folders (PNGs + label.csv), and the real folders when present."""
+rows written as Microsoft's folders (PNGs + label.csv), a few faces in the folders and in FER2013's
+JPEG folders for the pixel match of fer2013_label, and the real folders when present."""
 from __future__ import annotations
 
 import http.server
@@ -14,7 +15,9 @@ import torch
 
 from test_fer2013 import make_samples, write_csv, write_folders
 
-from fercore.data import DatasetFormatError, DatasetNotFoundError, ferplus, find_datasets, load_dataset
+from fercore.data import DatasetFormatError, DatasetNotFoundError, fer2013, fer2013_match, ferplus, find_datasets
+from fercore.data import load_dataset
+from fercore.data.fer2013 import load_fer2013
 from fercore.data.ferplus import load_ferplus
 from fercore.labels import EMOTIONS
 
@@ -332,7 +335,7 @@ def test_folders_majority(ms):
     val = load_ferplus(ms / "ms", "val")
     assert val.meta["image_name"].tolist() == ["fer0000005.png", "fer0000006.png"] and val.targets.tolist() == [C, U]
     assert set(val.meta["usage"]) == {"PublicTest"} and val.meta["votes"].tolist() == [VOTES[6], VOTES[7]]
-    assert "index" not in val.meta and "fer2013_label" not in val.meta  # the folders hold no fer2013.csv row
+    assert "index" not in val.meta and "fer2013_label" not in val.meta  # no fer2013.csv row, no FER2013 to match
 
 
 @pytest.mark.parametrize("mode", ferplus.LABEL_MODES)
@@ -497,6 +500,117 @@ def test_missing_split_folder_and_bad_png(ms):
     assert str(bad) in _one_line_error(DatasetFormatError, ms / "ms")
 
 
+# --- fer2013_label for the folders, found by pixels (fercore.data.fer2013_match) -------------
+
+def smooth_faces(n: int, seed: int = 1) -> list[np.ndarray]:
+    """Distinct smooth 48x48 images with a little grain: JPEG rounds them by about a grey level, as real faces."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(30, 226, (n, 6, 6)).astype(np.float32)
+    return [np.clip(cv2.resize(c, (48, 48), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 6, (48, 48)), 0, 255)
+            .astype(np.uint8) for c in coarse]
+
+
+FACE_A, FACE_B, FACE_C, FACE_D, FACE_E, STRANGER = smooth_faces(6)
+# FER2013's image folders, ids that are not row numbers: face C twice with one label (still a match), face D
+# twice with two labels (ambiguous), face E only in PublicTest.
+FER_JPEGS = [("Training", "happy", 907, FACE_A), ("Training", "sad", 15, FACE_B), ("Training", "angry", 300, FACE_C),
+             ("Training", "angry", 301, FACE_C), ("Training", "fear", 52, FACE_D), ("Training", "surprise", 8, FACE_D),
+             ("PublicTest", "neutral", 77, FACE_E)]
+# The FERPlus folders, in another order: name, Usage, face, then the fer2013_label and fer2013_match expected.
+PLUS_PNGS = [("fer0000000.png", "Training", FACE_D, -1, "ambiguous"),
+             ("fer0000001.png", "Training", FACE_A, H, "matched"),
+             ("fer0000002.png", "Training", STRANGER, -1, "unmatched"),
+             ("fer0000003.png", "Training", FACE_C, A, "matched"),
+             ("fer0000004.png", "Training", FACE_B, S, "matched"),
+             ("fer0000005.png", "Training", FACE_E, -1, "unmatched"),  # E is PublicTest in FER2013: never across Usages
+             ("fer0000006.png", "PublicTest", FACE_E, N, "matched")]
+
+
+@pytest.fixture
+def px(tmp_path):
+    """``data/ferplus/`` (Microsoft's folders) beside ``data/fer2013/`` (FER2013's JPEG folders, quality 95 as
+    the real copy)."""
+    data = tmp_path / "data"
+    samples = [{"usage": usage, "pixels": face} for _, usage, face, _, _ in PLUS_PNGS]
+    write_folders_ms(data / "ferplus", samples, [name for name, *_ in PLUS_PNGS], [[0, 10] + [0] * 8] * len(samples))
+    for usage, label, image_id, face in FER_JPEGS:
+        path = data / "fer2013" / ("train" if usage == "Training" else "test") / label / f"{usage}_{image_id}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), face, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return data
+
+
+def _expected(usage):
+    rows = [row for row in PLUS_PNGS if row[1] == usage]
+    return [r[0] for r in rows], [r[3] for r in rows], [r[4] for r in rows]
+
+
+def test_folders_get_fer2013_label_by_pixels(px):
+    train = load_ferplus(px, "train")  # auto: px/fer2013 beside px/ferplus
+    names, labels, statuses = _expected("Training")
+    assert train.meta["image_name"].tolist() == names
+    assert train.meta["fer2013_label"].tolist() == labels and train.meta["fer2013_match"].tolist() == statuses
+    matched = train.meta["fer2013_match"] == "matched"
+    assert train.meta["fer2013_file"][matched].tolist() == ["train/happy/Training_907.jpg",
+                                                            "train/angry/Training_300.jpg", "train/sad/Training_15.jpg"]
+    mad = train.meta["fer2013_mad"]
+    assert (0.5 < mad[matched]).all() and (mad[matched] < 2).all(), mad  # JPEG rounding, not an exact copy
+    assert (mad[train.meta["fer2013_match"] == "unmatched"] > 4 * fer2013_match.MAX_MAD).all()
+    assert (f"fer2013_label matched by pixels to Training of {px / 'fer2013'}: 3 matched, 1 ambiguous "
+            "(pixel-identical FER2013 copies disagree), 2 unmatched") in train.protocol
+    val = load_ferplus(px, "val")
+    assert val.meta["fer2013_label"].tolist() == [N]
+    assert val.meta["fer2013_file"].tolist() == ["test/neutral/PublicTest_77.jpg"]
+    assert "1 matched, 0 ambiguous" in val.protocol
+    row = {r["name"]: r for r in find_datasets(px)}["ferplus"]
+    assert row["fer2013_label"] == f"matched by pixels to {px / 'fer2013'}"
+
+
+def test_where_fer2013_is_looked_for(px, tmp_path):
+    _, labels, _ = _expected("Training")
+    # root = the folder holding FER2013Train/: auto looks beside it; an explicit fer2013_root, folder or CSV file.
+    assert load_ferplus(px / "ferplus", "train").meta["fer2013_label"].tolist() == labels
+    fer_csv = [{"label": EMOTIONS.index(label), "usage": usage, "pixels": face} for usage, label, _, face in FER_JPEGS]
+    write_csv(tmp_path / "kaggle" / "fer2013.csv", fer_csv)
+    exact = load_ferplus(px, "train", fer2013_root=tmp_path / "kaggle" / "fer2013.csv")
+    assert exact.meta["fer2013_label"].tolist() == labels
+    assert (exact.meta["fer2013_mad"][exact.meta["fer2013_match"] != "unmatched"] == 0).all()  # the CSV's exact pixels
+    assert exact.meta["fer2013_file"][1] == "fer2013.csv:row1"
+    # None: no match; nothing found by auto: no key, as before; an explicit folder without FER2013: an error.
+    assert "fer2013_label" not in load_ferplus(px, "train", fer2013_root=None).meta
+    alone = tmp_path / "alone"
+    (px / "ferplus").rename(alone)
+    assert "fer2013_label" not in load_ferplus(alone, "train").meta
+    assert "fer2013_label" not in {r["name"]: r for r in find_datasets(alone)}["ferplus"]
+    assert load_ferplus(alone, "train", fer2013_root=px).meta["fer2013_label"].tolist() == labels
+    with pytest.raises(DatasetNotFoundError, match=r"fer2013_root='.*nowhere': FER2013 not found"):
+        load_ferplus(alone, "train", fer2013_root=tmp_path / "nowhere")
+
+
+def test_match_is_cached_and_keyed_by_both_sources(px, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load_ferplus(px, "train", cache_dir=cache).meta
+    with monkeypatch.context() as m:
+        m.setattr(fer2013_match, "nearest", lambda *a: pytest.fail("matched again despite an up-to-date cache"))
+        m.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded again despite an up-to-date cache"))
+        again = load_ferplus(px, "train", cache_dir=cache).meta
+    assert all(np.array_equal(first[k], again[k]) for k in fer2013_match.KEYS)
+    # A FER2013 image moved to another class folder is another source: matched again, with its new label.
+    fer = px / "fer2013" / "train"
+    (fer / "neutral").mkdir()
+    (fer / "happy" / "Training_907.jpg").rename(fer / "neutral" / "Training_907.jpg")
+    assert load_ferplus(px, "train", cache_dir=cache).meta["fer2013_label"].tolist()[1] == N
+    assert len(list(cache.glob("ferplus-fer2013-match-*.npz"))) == 1  # the stale match was replaced
+
+
+def test_match_without_candidates():
+    """A FER2013 copy without that Usage (the folders' test/ often lacks PrivateTest): every face unmatched."""
+    got = fer2013_match.match_fer2013(np.stack([FACE_A, FACE_B]), np.empty((0, 48, 48), np.uint8),
+                                      np.empty(0, np.int64), np.empty(0, str))
+    assert got["fer2013_label"].tolist() == [-1, -1] and got["fer2013_match"].tolist() == ["unmatched"] * 2
+    assert got["fer2013_file"].tolist() == ["", ""] and np.isinf(got["fer2013_mad"]).all()
+
+
 # --- the real folders (../shared/data/ferplus or $FERCORE_DATA/ferplus) -------------------------------
 
 # Images each label mode keeps, measured on the real FER2013Train / FER2013Valid with each vote file.
@@ -542,8 +656,8 @@ def test_real_ferplus_folders(real_ferplus):
 @pytest.mark.parametrize("votes", ["fer2013new", "label_csv"])
 def test_real_ferplus_label_modes(real_ferplus, votes):
     for split in ("train", "val"):
-        kept = {mode: load_ferplus(real_ferplus, split, votes=votes, label_mode=mode)
-                for mode in ferplus.LABEL_MODES}
+        kept = {mode: load_ferplus(real_ferplus, split, votes=votes, label_mode=mode, fer2013_root=None)
+                for mode in ferplus.LABEL_MODES}  # fer2013_root=None: the FER2013 match is tested below
         assert {m: len(ds) for m, ds in kept.items()} == REAL_KEPT[votes, split], split
         majority = kept["majority"]
         assert set(majority.meta["vote_file"]) == {"fer2013new.csv" if votes == "fer2013new" else "label.csv"}
@@ -554,3 +668,40 @@ def test_real_ferplus_label_modes(real_ferplus, votes):
 
 def fer2013_usage(split: str) -> str:
     return {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}[split]
+
+
+# FERPlus folders matched by pixels to the shared FER2013 JPEG folders (measured; see fercore.data.fer2013_match).
+REAL_MATCH = {"train": {"matched": 28_462, "ambiguous": 96, "unmatched": 0},
+              "val": {"matched": 3_577, "ambiguous": 2, "unmatched": 0}}
+# Majority-labelled faces with a fer2013_label, and how many of those FER2013's label agrees with.
+REAL_AGREE = {"train": (25_057, 24_993, 16_942), "val": (3_199, 3_197, 2_136)}
+
+
+@pytest.mark.realdata
+def test_real_fer2013_label_by_pixels(real_ferplus):
+    source = fer2013.locate_fer2013(real_ferplus)
+    if source is None or source.is_file():
+        pytest.skip(f"no FER2013 image folders under {real_ferplus}")
+    base = ferplus.locate_folders(real_ferplus)
+    jpegs = load_fer2013(real_ferplus, "train")
+    by_file = {f: k for k, f in enumerate(jpegs.meta["file"])}
+    for split in ("train", "val"):
+        folder, _ = ferplus._load_folder(base, real_ferplus, split, "auto", False, None)
+        got = fer2013_match.match_folder(folder["images"], folder["image_name"], base / ferplus.FOLDERS[split],
+                                         source, fer2013_usage(split))
+        assert {s: int((got["fer2013_match"] == s).sum()) for s in fer2013_match.STATUSES} == REAL_MATCH[split]
+        assert got["fer2013_mad"].max() < 1.6  # quality-95 JPEG rounding; MAX_MAD is 4
+        if split == "train":
+            # The shared JPEGs are libjpeg quality-95 encodings of the PNGs, so re-encoding a PNG gives its own
+            # FER2013 image: the nearest is that one for all faces but one, a near-duplicate with the same label.
+            own = {x.tobytes(): k for k, x in enumerate(jpegs.images[:, 0].numpy())}
+            own = [own[cv2.imdecode(cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], 0).tobytes()]
+                   for face in folder["images"]]
+            wrong = [k for k, f in enumerate(got["fer2013_file"]) if not torch.equal(jpegs.images[by_file[f]],
+                                                                                      jpegs.images[own[k]])]
+            assert len(wrong) == 1 and got["fer2013_label"][wrong[0]] == jpegs.targets[own[wrong[0]]]
+        ds = load_ferplus(real_ferplus, split)
+        labelled = ds.meta["fer2013_label"] >= 0
+        agree = int((ds.meta["fer2013_label"][labelled] == ds.targets.numpy()[labelled]).sum())
+        assert (len(ds), int(labelled.sum()), agree) == REAL_AGREE[split]  # 67.8%, 66.8%: the taggers moved a third
+        assert f"{labelled.sum():,} matched, {len(ds) - labelled.sum():,} ambiguous" in ds.protocol

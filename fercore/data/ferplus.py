@@ -91,7 +91,14 @@ Ohlsen report trained on.
 ``meta``, both layouts: ``usage``, ``image_name``, ``votes`` (``(N, 10)`` raw counts in file
 column order, unknown and NF included) and ``vote_file`` (``fer2013new.csv`` or ``label.csv``).
 The CSV join adds ``index`` (0-based row in fer2013.csv) and ``fer2013_label`` (the original
-FER2013 label, canonical index); the folders hold neither. A folder's images are in file-name
+FER2013 label, canonical index). The folders hold neither; ``fer2013_label`` is found for them
+by matching pixels when FER2013 (any layout ``load_fer2013`` reads) is at hand: with
+``fer2013_root="auto"`` (default) where ``locate_fer2013`` finds it in ``root`` or ``root/fer2013``
+(or, when ``root`` itself holds ``FER2013Train/``, in its parent: ``data/fer2013`` beside
+``data/ferplus``), and nothing is added when it is not there; an explicit ``fer2013_root`` must
+hold it; ``None`` skips the match. The match adds ``fer2013_match`` (matched, ambiguous or
+unmatched; the label is -1 for the last two), ``fer2013_file`` and ``fer2013_mad``, and its
+counts to ``protocol``: see ``fercore.data.fer2013_match``. A folder's images are in file-name
 order.
 """
 from __future__ import annotations
@@ -106,7 +113,7 @@ import torch
 
 from ..labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_CANONICAL, classes_for
 from . import DatasetFormatError, DatasetNotFoundError, register_dataset
-from . import fer2013
+from . import fer2013, fer2013_match
 from .base import FERDataset
 from .cache import cached_arrays
 from .download import download as _download
@@ -174,10 +181,12 @@ def describe_ferplus(root) -> dict:
         where = locate_ferplus(root)
         return {"layout": "csv_join", "votes": str(where)} if where else {}
     new = _new_label_file(base, root)
+    fer = _fer2013_for_labels(root, base, "auto")
     return {"layout": "folders",
             "folders": {f: len(list_files(base / f, (".png",))) if (base / f).is_dir() else None
                         for f in FOLDERS.values()},
-            "votes": str(new) if new else f"each folder's {FOLDER_LABELS}"}
+            "votes": str(new) if new else f"each folder's {FOLDER_LABELS}",
+            **({"fer2013_label": f"matched by pixels to {fer}"} if fer else {})}
 
 
 def _new_label_file(base: Path, root: Path) -> Path | None:
@@ -310,7 +319,7 @@ def ferplus_targets(votes: np.ndarray, label_mode: str = "majority", classes: in
                   describe=describe_ferplus)
 def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int = 8,
                  min_top_probability: float | None = None, votes: str = "auto", eval_label_mode: str | None = None,
-                 download: bool = False, cache_dir=None) -> FERDataset:
+                 fer2013_root="auto", download: bool = False, cache_dir=None) -> FERDataset:
     """Load ``split`` of FERPlus (``train``/``val``/``test`` = Training/PublicTest/PrivateTest).
 
     Reads Microsoft's folders when they are under ``root``, else joins ``fer2013.csv`` with
@@ -321,6 +330,11 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
 
     ``eval_label_mode`` replaces ``label_mode`` for the ``val`` and ``test`` splits, as Barsoum's
     reference does with ``"majority"``: train on the votes, select and report on hard labels.
+
+    ``fer2013_root`` (folders only; the CSV join has its fer2013.csv's labels): where FER2013 is, to
+    give ``meta["fer2013_label"]`` by matching pixels (module doc); ``"auto"`` looks from ``root``
+    and adds nothing if FER2013 is not there, ``None`` skips it. Matching FER2013Train takes about
+    10 s the first time (plus decoding FER2013 once) and 1 s once cached.
     """
     if eval_label_mode is not None and split != "train":
         label_mode = eval_label_mode
@@ -336,12 +350,16 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
     base = locate_folders(root)
     if base is not None:
         arrays, vote_file = _load_folder(base, root, split, votes, download, cache_dir)
+        fer_source = _fer2013_for_labels(root, base, fer2013_root)
+        if fer_source is not None:
+            arrays.update(fer2013_match.match_folder(arrays["images"], arrays["image_name"], base / FOLDERS[split],
+                                                     fer_source, fer2013.USAGES[split], cache_dir))
     elif votes == "label_csv":
         raise DatasetNotFoundError(
             f"FERPlus: votes='label_csv' reads Microsoft's folders, but none of {', '.join(FOLDERS.values())} "
             f"is in {', '.join(str(root / d) if d else str(root) for d in FOLDER_DIRS)}.")
     else:
-        arrays, vote_file = _load_join(root, split, download, cache_dir)
+        arrays, vote_file, fer_source = *_load_join(root, split, download, cache_dir), None
     keep, targets = ferplus_targets(arrays["votes"], label_mode, classes, min_top_probability)
     keep &= arrays.pop("usable")
     index = np.flatnonzero(keep)
@@ -353,6 +371,8 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
     meta = {k: v[index] for k, v in arrays.items()}
     meta["vote_file"] = np.full(len(index), vote_file.name)
     where = f"images from {base / FOLDERS[split]}" if base is not None else "images joined row by row from fer2013.csv"
+    if fer_source is not None:
+        where += "; " + fer2013_match.summary(meta, fer_source, fer2013.USAGES[split])
     return FERDataset(
         torch.from_numpy(images[index]).unsqueeze(1),
         target.long() if target.ndim == 1 else target.float(),
@@ -360,6 +380,19 @@ def load_ferplus(root, split: str, *, label_mode: str = "majority", classes: int
         protocol=f"{PROTOCOL}; votes from {vote_file} ({_VOTE_NOTES[vote_file.name]}), {where}",
     )
 
+
+
+def _fer2013_for_labels(root: Path, base: Path, fer2013_root) -> Path | None:
+    """The FER2013 source whose pixels give the folders their ``fer2013_label``; see ``load_ferplus``."""
+    if fer2013_root is None:
+        return None
+    root = Path(root).expanduser()
+    if fer2013_root == "auto":  # data/ferplus/FER2013Train/ often has data/fer2013/ beside it
+        return fer2013.locate_fer2013(root) or (fer2013.locate_fer2013(root.parent) if base == root else None)
+    source = fer2013.locate_fer2013(fer2013_root)
+    if source is None:
+        raise DatasetNotFoundError(f"fer2013_root={str(fer2013_root)!r}: " + fer2013._not_found_message(fer2013_root))
+    return source
 
 
 def _superseded(usage: np.ndarray, names: np.ndarray) -> np.ndarray:
