@@ -23,10 +23,12 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 MAX_SHIPPED_BYTES = 10 * 1000 * 1000  # larger weights go to a url, not into the package
 DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --checkpoint
 
-# model name -> its weights. None shipped yet: the vgg_fer entry is filled in from the FERPlus
-# run (runs/vgg_ferplus_ohlsen/best.pt) with the export command above.
+# model name -> its weights. vgg_fer: the Ohlsen recipe on real FERPlus (python -m fercore train --model
+# vgg_fer --dataset ferplus --data-root DATA --scale standard), exported from its best.pt; its metrics.json
+# is vgg_fer_ferplus.json.
 PRETRAINED: dict[str, dict] = {
-    # "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "...", "metrics": "vgg_fer_ferplus.json", "url": None},
+    "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "6afce64e3e1b8af6e9d9e1568301cc93d789084fc4c4048259f1d39f814e02b4",
+                "metrics": "vgg_fer_ferplus.json", "url": None},
 }
 
 

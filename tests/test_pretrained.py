@@ -16,7 +16,7 @@ from fercore.cli import main
 from fercore.data.download import DownloadError
 from fercore.labels import EMOTIONS_7
 from fercore.models import create_model
-from fercore.predict import SAMPLE_PHOTO
+from fercore.predict import SAMPLE_PHOTO, predict_image
 from fercore.train import Trainer, read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,3 +181,14 @@ def test_shipped_weights_fit_the_package_and_match_their_hashes():
             assert entry.get("metrics") is None or (pretrained.WEIGHTS_DIR / entry["metrics"]).is_file()
     package_data = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if line.startswith("fercore = ["))
     assert '"weights/*.pt"' in package_data and '"weights/*.json"' in package_data  # (tomllib needs Python 3.11)
+
+
+def test_the_shipped_model_calls_the_bundled_smiling_face_happy(capsys):
+    """The weights in fercore/weights/ (vgg_fer, real FERPlus): loaded offline, they read the bundled photo right."""
+
+    model = create_model("vgg_fer", pretrained=True)
+    assert model.classes == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    faces = predict_image(model, SAMPLE_PHOTO, model.classes)["faces"]
+    assert len(faces) == 1 and faces[0]["label"] == "happy" and faces[0]["probabilities"]["happy"] > 0.5
+    assert main(["predict", str(SAMPLE_PHOTO)]) == 0  # no --checkpoint: the same shipped model
+    assert "happy" in capsys.readouterr().out
