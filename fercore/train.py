@@ -242,9 +242,11 @@ class Trainer:
         if self.epoch == 0:
             seed_everything(self.seed + self.rank)
             self.generator.manual_seed(self.seed + self.rank)
-        self.config["classes"], self.stopped_early = list(train.classes), False
+        # A resumed run that had already stopped early stays stopped: more epochs would change its result.
+        self.config["classes"], self.stopped_early = list(train.classes), self._patience_spent(val)
         images, targets = train.images.to(self.device), train.targets.to(self.device)
-        epoch_bar = tqdm(range(self.epoch, epochs), desc="fit", disable=not self.show)
+        epoch_bar = tqdm(range(self.epoch, self.epoch if self.stopped_early else epochs), desc="fit",
+                         disable=not self.show)
         for _ in epoch_bar:
             t0 = time.perf_counter()
             record = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -272,11 +274,15 @@ class Trainer:
             if self.rank == 0:
                 for cb in self.callbacks:
                     cb(self, record)
-            if val is not None and self.patience and self.epoch - self.best_epoch >= self.patience:
+            if self._patience_spent(val):
                 self.stopped_early = True
                 break
         runs.barrier()  # rank 0 may still be writing best.pt, which the others read next
         return self.history
+
+    def _patience_spent(self, val) -> bool:
+        """Early stopping's test: ``patience`` epochs since the best one (never before the first epoch)."""
+        return bool(val is not None and self.patience and self.epoch and self.epoch - self.best_epoch >= self.patience)
 
     # ---------------------------------------------------------------- evaluation
     def _logits(self, images: torch.Tensor, tta=None, batch_size=None) -> torch.Tensor:

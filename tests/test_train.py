@@ -164,6 +164,17 @@ def test_early_stopping_after_patience_epochs_without_improvement():
     assert len(history) == 4 and t.epoch == 4 and t.stopped_early and t.best_epoch == 2
 
 
+def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path):
+    """--resume on a finished run (crossval --resume over its done folds) must not add epochs past the stop."""
+    t = trainer(tmp_path, patience=2)
+    scripted_validation(t, "accuracy", [0.5, 0.7, 0.6, 0.7, 0.9, 0.95])
+    t.fit(toy(96), toy(32, seed=1), epochs=6)
+    again = trainer(tmp_path, patience=2)
+    scripted_validation(again, "accuracy", [0.99] * 6)  # would improve, if it trained
+    history = again.fit(toy(96), toy(32, seed=1), epochs=6, resume=True)
+    assert len(history) == 4 and again.epoch == 4 and again.stopped_early and again.best_epoch == 2
+
+
 def test_monitor_must_be_a_validation_metric():
     with pytest.raises(ValueError, match=r"monitor must be one of .*validation only.*'train_loss'"):
         trainer(monitor="train_loss")
