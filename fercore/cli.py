@@ -362,9 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .data.download import DownloadError  # offline, or a bad hash: weights or fer2013new.csv
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -86,14 +86,27 @@ def annotate(path, result: dict, out_dir) -> Path:
     thick = max(1, round(max(image.shape[:2]) / 400))
     for face in result["faces"]:
         draw_label(image, face["box"], f'{face["label"]} {face["probabilities"][face["label"]]:.0%}', thick)
-    png = cv2.imencode(".png", image)[1]
+    (target,) = reserve_outputs(out_dir, Path(path).stem, (".png",))
+    target.write_bytes(cv2.imencode(".png", image)[1].tobytes())  # our own empty file, created just now
+    return target
+
+
+def reserve_outputs(out_dir, stem: str, suffixes=(".png",)) -> list[Path]:
+    """Create, empty, ``out_dir/STEM_pred[_N]SUFFIX`` for every suffix, with the first N free for all of them.
+
+    Each is created with mode ``x``, which fails if the file exists, even one another process
+    created a moment ago: what a user or an earlier run left there is never written over, and
+    two runs writing to one folder get distinct names. Photos and videos both name their outputs here.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for n in itertools.count():
-        target = out_dir / f"{Path(path).stem}_pred{f'_{n}' if n else ''}.png"
+        paths, made = [out_dir / f"{stem}_pred{f'_{n}' if n else ''}{suffix}" for suffix in suffixes], []
         try:
-            with open(target, "xb") as f:  # "x": fails if the file exists, even one created a moment ago
-                f.write(png.tobytes())
-            return target
+            for target in paths:
+                open(target, "xb").close()
+                made.append(target)
+            return paths
         except FileExistsError:
-            continue
+            for target in made:  # give back this number's files that we took
+                target.unlink()

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .faces import Box, align_face, faces_in, predict_landmarks
-from .predict import FACE_SIZE, classify_faces, draw_label, synthetic_photo
+from .predict import FACE_SIZE, classify_faces, draw_label, reserve_outputs, synthetic_photo
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DETECT_EVERY = 5  # detection is ~30 ms of a 640x480 frame; 5: ~40 fps with vgg_fer on one core (every frame: ~20)
@@ -117,22 +117,6 @@ def _open(source) -> cv2.VideoCapture:
     return cap
 
 
-def _reserve(out_dir: Path, stem: str):
-    """``STEM_pred[_N].mp4`` (created empty, so nobody else takes it) and the open ``.jsonl`` of the same name."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count():
-        base = out_dir / f"{stem}_pred{f'_{n}' if n else ''}"
-        mp4 = Path(f"{base}.mp4")
-        try:
-            open(mp4, "xb").close()  # "x": fails if the file exists, even one created a moment ago
-        except FileExistsError:
-            continue
-        try:
-            return mp4, open(f"{base}.jsonl", "x")
-        except FileExistsError:
-            mp4.unlink()
-
-
 def _draw(frame: np.ndarray, box: list[int], track: Track, label: str, classes) -> None:
     """Box and label (as ``annotate`` draws them), and a bar per class beside the box: the smoothed probabilities."""
     l, t, r, _ = box
@@ -170,7 +154,8 @@ def predict_video(model, source, classes, out_dir=None, method: str = "auto", de
     fps = fps if 0 < fps < 1000 else 30.0  # webcams often report 0
     mp4 = jsonl = writer = None
     if out_dir is not None:
-        mp4, jsonl = _reserve(Path(out_dir), f"camera{source}" if camera else Path(source).stem)
+        mp4, jsonl_path = reserve_outputs(out_dir, f"camera{source}" if camera else Path(source).stem, (".mp4", ".jsonl"))
+        jsonl = open(jsonl_path, "w")
         writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
         if not writer.isOpened():
             jsonl.close()

@@ -176,3 +176,14 @@ def test_the_label_on_an_annotated_copy_reads_on_dark_and_light_photos(tmp_path,
     green = (band[..., 1] > 150) & (band[..., 0] < 100) & (band[..., 2] < 100)
     black = band.max(-1) < 60
     assert green.sum() > 20 and black.sum() > green.sum() / 2  # green letters in a black outline, on either photo
+
+
+def test_reserved_outputs_share_the_first_number_free_for_every_suffix(tmp_path):
+    from fercore.predict import reserve_outputs
+
+    (tmp_path / "clip_pred.jsonl").write_text("the user's")  # only the .jsonl of number 0 is taken
+    first = reserve_outputs(tmp_path, "clip", (".mp4", ".jsonl"))
+    assert [p.name for p in first] == ["clip_pred_1.mp4", "clip_pred_1.jsonl"]
+    assert not (tmp_path / "clip_pred.mp4").exists() and (tmp_path / "clip_pred.jsonl").read_text() == "the user's"
+    second = reserve_outputs(tmp_path, "clip", (".mp4", ".jsonl"))  # a second run in the same folder
+    assert [p.name for p in second] == ["clip_pred_2.mp4", "clip_pred_2.jsonl"]

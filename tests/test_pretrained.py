@@ -192,3 +192,12 @@ def test_the_shipped_model_calls_the_bundled_smiling_face_happy(capsys):
     assert len(faces) == 1 and faces[0]["label"] == "happy" and faces[0]["probabilities"]["happy"] > 0.5
     assert main(["predict", str(SAMPLE_PHOTO)]) == 0  # no --checkpoint: the same shipped model
     assert "happy" in capsys.readouterr().out
+
+
+def test_predict_with_weights_that_cannot_be_downloaded_is_one_error_line(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrained, "PRETRAINED", {"simple_cnn": {"file": "remote.pt", "sha256": "0" * 64, "url": server}})
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", "simple_cnn")
+    assert main(["predict", str(SAMPLE_PHOTO)]) == 2
+    ours = [line for line in capsys.readouterr().err.splitlines() if "127.0.0.1 - -" not in line]  # not the server's log
+    assert len(ours) == 1 and ours[0].startswith("error: ") and "checksum mismatch" in ours[0]
