@@ -252,6 +252,33 @@ def paper_table(paper: dict, runs) -> list[dict]:
     return rows
 
 
+def label_mode_table(paper: dict, runs) -> list[dict]:
+    """Barsoum's comparison: one row per FERPlus run, by the label mode it trained on, the paper's figure beside it.
+
+    ``paper``: ``{label_mode: accuracy}`` (e.g. "84.7 ± 0.5"); ``runs``: ``metrics.json`` dicts of
+    runs on ``ferplus``. A run's label mode is the one in its effective ``data_args`` (its
+    recipe's when not typed); ``scored on`` says which labels the validation faces kept.
+    """
+    rows = []
+    for m in runs:
+        if m.get("dataset") != "ferplus":
+            raise ValueError(f'label_mode_table compares FERPlus runs; got a {m.get("dataset")!r} run ({m.get("command")})')
+        args = m.get("data_args") or {}
+        mode = args.get("label_mode", "majority")
+        rows.append({"model": m["model"], "label mode": mode, "classes": args.get("classes", 8),
+                     "training faces": m.get("n_train", "—"), "epochs (best)": f'{m["epochs_run"]} ({m["best_epoch"]})',
+                     "scored on": _scored_on(args, mode, m["val"].get("n", m.get("n_val"))),
+                     "val %": round(100 * m["val"]["accuracy"], 1), "val macro-F1": round(m["val"]["macro_f1"], 3),
+                     "paper %": paper.get(mode, "—"), "minutes": round(m.get("seconds", 0) / 60), "command": m["command"]})
+    return rows
+
+
+def _scored_on(args: dict, mode: str, n) -> str:
+    top = args.get("min_top_probability")
+    kept = f", top emotion > {top:.0%} of the votes" if top else ""
+    return f'{args.get("eval_label_mode") or mode} labels{kept}, {n:,} faces'
+
+
 RESULTS = Path(__file__).resolve().parents[1] / "notebooks" / "results"
 
 

@@ -130,3 +130,20 @@ def test_crossval_refuses_an_earlier_crossval_and_a_bad_fold_count(tmp_path, cap
     assert (out / "cv.json").read_text() == '{"test_accuracy_mean": 0.9}'
     assert main([*argv, "--out", str(tmp_path / "new"), "--folds", "0"]) == 2
     assert "folds must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_label_mode_table_reads_each_runs_mode_and_scoring(tmp_path):
+    from fercore.experiment import label_mode_table
+    base = dict(dataset="ferplus", epochs_run=5, best_epoch=4, n_train=25000, seconds=600)
+    soft = _metrics(**base, data_args={"label_mode": "crossentropy", "classes": 8, "eval_label_mode": "majority"},
+                    val={"accuracy": 0.8, "macro_f1": 0.6, "n": 3191})
+    ohlsen = _metrics(**base, data_args={"label_mode": "crossentropy", "classes": 7, "min_top_probability": 0.5},
+                      val={"accuracy": 0.838, "macro_f1": 0.7, "n": 3289})
+    plain = _metrics(**base, data_args={}, val={"accuracy": 0.75, "macro_f1": 0.5, "n": 3199})
+    rows = label_mode_table({"crossentropy": "84.7 ± 0.5"}, [soft, ohlsen, plain])
+    assert [r["label mode"] for r in rows] == ["crossentropy", "crossentropy", "majority"]
+    assert rows[0]["scored on"] == "majority labels, 3,191 faces" and rows[0]["paper %"] == "84.7 ± 0.5"
+    assert rows[1]["scored on"] == "crossentropy labels, top emotion > 50% of the votes, 3,289 faces"
+    assert rows[1]["classes"] == 7 and rows[2]["paper %"] == "—" and rows[2]["val %"] == 75.0
+    with pytest.raises(ValueError, match="compares FERPlus runs; got a 'fer2013' run"):
+        label_mode_table({}, [_metrics()])
