@@ -1,6 +1,6 @@
-"""``python -m fercore``: train, crossval, evaluate, predict, datasets, notebooks, landmarks, export.
+"""``python -m fercore``: train, crossval, evaluate, predict, datasets, labels, notebooks, landmarks, export.
 
-train, crossval, evaluate, datasets and export print JSON; predict, notebooks and landmarks print one
+train, crossval, evaluate, datasets, labels and export print JSON; predict, notebooks and landmarks print one
 line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
 unknown names, a wrong argument, a run folder in use) print one clear line to stderr and exit
 with status 2, without a traceback.
@@ -23,6 +23,7 @@ EXAMPLES = {
                "  python -m fercore predict clip.mp4 --out runs/pred   # runs/pred/clip_pred.mp4 and .jsonl\n"
                "  python -m fercore predict --camera 0 > faces.jsonl   # Ctrl-C stops",
     "datasets": "example:\n  python -m fercore datasets --data-root ~/data",
+    "labels": "example:\n  python -m fercore labels --dataset ferplus --data-root ~/data --split train > labels.json",
     "notebooks": "example:\n  python -m fercore notebooks --scale smoke --out build/notebooks\n"
                  "  python -m fercore notebooks --only 00 --inplace   # refresh the committed outputs\n"
                  "  python -m fercore notebooks --clean             # after saving a notebook in JupyterLab",
@@ -190,6 +191,16 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_labels(args) -> int:
+    from .data import load_dataset
+    from .labels import compare_labels
+
+    data_args = {**_key_values(args.data_arg, "--data-arg"), "label_mode": "majority"}
+    _print_json({"dataset": args.dataset, "split": args.split, "data_args": data_args,
+                 **compare_labels(load_dataset(args.dataset, args.data_root, args.split, **data_args))})
+    return 0
+
+
 def cmd_notebooks(args) -> int:
     from .notebooks import clean_file, discover, format_table, run_notebooks
 
@@ -326,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("datasets", "List every dataset fercore knows, whether it was found under --data-root, and where.")
     p.add_argument("--data-root", default=default_data_root())
     p.set_defaults(func=cmd_datasets)
+
+    p = add("labels", "FER2013's one label against FERPlus's majority on the same faces: class counts under each, "
+                      "the share that agree, and the cross table (JSON).")
+    p.add_argument("--dataset", default="ferplus", choices=("ferplus", "simulated_ferplus"))
+    p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--data-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to the loader, e.g. classes=7 or votes=label_csv (repeatable)")
+    p.set_defaults(func=cmd_labels)
 
     p = add("notebooks", "Run the numbered notebooks through papermill; print a table (notebook, status, seconds).")
     p.add_argument("--scale", default="smoke", choices=SCALES)

@@ -48,3 +48,32 @@ FERG_EMOTIONS = {"anger": 0, "disgust": 1, "fear": 2, "joy": 3, "sadness": 4, "s
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                    "unknown", "NF")
 FERPLUS_TO_CANONICAL = {0: 6, 1: 3, 2: 5, 3: 4, 4: 0, 5: 1, 6: 2, 7: 7}
+
+
+def compare_labels(dataset) -> dict:
+    """FER2013's one label against FERPlus's majority label on the same faces.
+
+    ``dataset``: a FERPlus split with hard targets (``label_mode="majority"``) whose
+    ``meta["fer2013_label"]`` holds FER2013's label (-1 where it is unknown: a face of
+    Microsoft's folders that no FER2013 image matches, or several that disagree). Returns the
+    class counts under each labelling, the share of faces on which they agree, and the cross
+    table (rows: FER2013's label, columns: FERPlus's), all as JSON-ready lists and numbers.
+    """
+    import numpy as np
+
+    if "fer2013_label" not in dataset.meta:
+        raise ValueError(f"{dataset.name} holds no FER2013 labels to compare (meta 'fer2013_label'); "
+                         "ferplus and simulated_ferplus do")
+    new = np.asarray(dataset.targets)
+    if new.ndim != 1:
+        raise ValueError(f"{dataset.name} has soft targets; load it with label_mode='majority' to compare labels")
+    old, names = np.asarray(dataset.meta["fer2013_label"]), list(dataset.classes)
+    known = old >= 0
+    table = np.zeros((len(EMOTIONS_7), len(names)), np.int64)
+    np.add.at(table, (old[known], new[known]), 1)
+    return {"faces": len(new), "with_fer2013_label": int(known.sum()),
+            "agreement": float((old[known] == new[known]).mean()) if known.any() else None,
+            "fer2013_counts": dict(zip(EMOTIONS_7, table.sum(1).tolist())),
+            "ferplus_counts": dict(zip(names, np.bincount(new, minlength=len(names)).tolist())),
+            "crosstab": {"rows": list(EMOTIONS_7), "columns": names, "counts": table.tolist()},
+            "protocol": dataset.protocol}

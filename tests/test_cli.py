@@ -82,6 +82,30 @@ def test_datasets_reports_what_was_found(tmp_path, capsys):
     assert rows["fer2013"]["found"] is False and rows["fer2013"]["looked_in"] == str(tmp_path)
 
 
+def test_labels_compares_fer2013_and_ferplus_on_the_same_faces(tmp_path, capsys):
+    import numpy as np
+
+    from fercore.data import load_dataset
+    from fercore.labels import compare_labels
+
+    code, result, _ = run_cli(capsys, "labels", "--dataset", "simulated_ferplus", "--data-root", str(tmp_path),
+                              "--split", "val", "--data-arg", "classes=7")
+    assert code == 0 and result["data_args"] == {"classes": 7, "label_mode": "majority"}
+    val = load_dataset("simulated_ferplus", tmp_path, "val", classes=7)
+    old, new = np.asarray(val.meta["fer2013_label"]), val.targets.numpy()
+    table = np.array(result["crosstab"]["counts"])
+    assert result["crosstab"]["columns"] == list(val.classes) and table.shape == (7, 7)
+    assert table.sum() == result["with_fer2013_label"] == (old >= 0).sum()
+    assert result["agreement"] == pytest.approx(np.trace(table) / table.sum())
+    assert result["agreement"] == pytest.approx((old == new)[old >= 0].mean()) and 0 < result["agreement"] < 1
+    assert table[3, 3] == ((old == 3) & (new == 3)).sum() and table[3].sum() == result["fer2013_counts"]["happy"]
+    assert sum(result["ferplus_counts"].values()) == result["faces"] == len(val)
+    with pytest.raises(ValueError, match="soft targets; load it with label_mode='majority'"):
+        compare_labels(load_dataset("simulated_ferplus", tmp_path, "val", label_mode="crossentropy"))
+    with pytest.raises(ValueError, match="holds no FER2013 labels"):
+        compare_labels(load_dataset("synthetic", tmp_path, "val"))
+
+
 def test_missing_data_is_one_clear_line_not_a_traceback(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--model", "simple_cnn", "--dataset", "fer2013", "--data-root",
                            str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
@@ -94,7 +118,7 @@ def test_unknown_model_lists_the_choices(capsys):
     assert "simple_cnn" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "predict", "datasets", "notebooks"])
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "predict", "datasets", "labels", "notebooks"])
 def test_help_has_an_example(command):
     result = subprocess.run([sys.executable, "-m", "fercore", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "example:" in result.stdout and "python -m fercore " + command in result.stdout
