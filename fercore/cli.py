@@ -86,6 +86,7 @@ def _run_kwargs(args) -> dict:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
+    from .faces.regions import model_regions, regions_report
     from .train import Trainer, load_model, read_checkpoint, resolve_device
 
     device = resolve_device(args.device)
@@ -109,11 +110,13 @@ def cmd_evaluate(args) -> int:
               f"{', ...' if len(overlap) > 5 else ''}) are in the checkpoint's training split (data args "
               f"{config.get('data_args') or {}}): these figures are not subject-independent", file=sys.stderr)
     tta = None if args.tta == "none" else args.tta
+    dataset = model_regions(dataset, model.default_cfg, progress=False)  # the same hook as training's
     result = Trainer(model, device=device, progress=False).evaluate(dataset, tta=tta)
     keys = ("accuracy", "macro_f1", "per_class_recall", "confusion", "n")
     _print_json({**{k: result[k] for k in keys}, "loss": result.get("loss"), "dataset": name, "split": args.split,
                  "data_args": data_args, "tta": args.tta, "checkpoint": str(args.checkpoint),
-                 "subjects_seen_in_training": overlap})
+                 "subjects_seen_in_training": overlap,
+                 **({"regions": r} if (r := regions_report(**{args.split: dataset})) else {})})
     return 0
 
 
@@ -140,6 +143,9 @@ def cmd_predict(args) -> int:
         from .pretrained import DEFAULT_MODEL, pretrained_path
         args.checkpoint = pretrained_path(DEFAULT_MODEL)
     model = load_model(args.checkpoint, device=resolve_device(args.device))
+    if model.default_cfg.get("regions"):
+        raise ValueError(f"{args.checkpoint}: predict does not cut {model.default_cfg['regions']} regions from "
+                         "photos yet; evaluate the model on a dataset instead")
     ckpt_classes = torch_classes(args.checkpoint)
     # Every image is predicted before any annotated copy is written, so with --out beside the
     # inputs no input is read after this run wrote something.

@@ -15,6 +15,7 @@ import torch
 
 from . import __version__
 from .data import FERDataset, load_dataset
+from .faces.regions import model_regions, regions_report
 from .models import check_model_args, create_model, get_model_info
 from .runs import barrier, is_main_process, run_folder, write_json
 from .train import Trainer, load_model, read_checkpoint, resolve_device, seed_everything
@@ -126,6 +127,10 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
     val = seeded_subset(load_dataset(dataset, data_root, "val", **data_args), recipe.val_subset, seed)
     test, test_note = load_optional_split(dataset, data_root, "test", **data_args)
+    # A model that eats face regions (Prior Attention's blocks) gets them in place of the faces.
+    cfg = get_model_info(model).default_cfg()
+    train, val = (model_regions(d, cfg, progress=progress) for d in (train, val))
+    test = model_regions(test, cfg, progress=progress) if test is not None else None
 
     net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1], **model_args)
     config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes,
@@ -166,6 +171,9 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
         "environment": {"fercore": __version__, "torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads()},
     }
+    regions = regions_report(train=train, val=val, test=test)
+    if regions:  # faces cut at the mean shape, per split
+        metrics["regions"] = regions
     if is_main_process():
         write_json(out / "metrics.json", metrics)
     return metrics

@@ -24,6 +24,8 @@ class ModelInfo:
     std: tuple[float, ...] = (0.5,)
     recipes: dict[str, Recipe] = field(default_factory=dict)
     dataset_recipes: dict[str, dict[str, Recipe]] = field(default_factory=dict)  # dataset -> scale -> recipe
+    regions: str | None = None  # the face regions the model eats instead of the face (fercore.faces.regions)
+    crop_pct: float | None = None  # resize faces to input_size / crop_pct before the centre crop (ModelInput)
 
     def recipe(self, scale: str, dataset: str | None = None) -> Recipe:
         """The recipe for ``scale``: this model's own for ``dataset`` if it has one, else its general one."""
@@ -36,18 +38,21 @@ class ModelInfo:
         return "/".join([self.name] + ([dataset] if dataset in self.dataset_recipes else []) + [scale])
 
     def default_cfg(self) -> dict:
-        return {"input_size": self.input_size, "num_classes": self.num_classes, "mean": self.mean, "std": self.std}
+        cfg = {"input_size": self.input_size, "num_classes": self.num_classes, "mean": self.mean, "std": self.std}
+        return cfg | {k: v for k, v in (("regions", self.regions), ("crop_pct", self.crop_pct)) if v is not None}
 
 
 MODELS: dict[str, ModelInfo] = {}
 
 
 def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0.5,), recipes=None,
-                   dataset_recipes=None):
+                   dataset_recipes=None, regions=None, crop_pct=None):
     """Decorator: register ``fn`` under its function name with its config and recipes.
 
     ``dataset_recipes`` (``{"ferplus": {"smoke": ..., "standard": ..., "full": ...}}``) are used
-    instead of ``recipes`` when the model trains on that dataset.
+    instead of ``recipes`` when the model trains on that dataset. ``regions`` names the face
+    regions the model eats (``"prior_attention"``: ``fercore.faces.regions.model_regions`` turns a
+    dataset's faces into them); ``crop_pct=1.0`` resizes whole faces to ``input_size``.
     """
 
     def wrap(fn):
@@ -56,7 +61,8 @@ def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0
             if missing:
                 raise ValueError(f"model {fn.__name__} lacks recipes{where} for {sorted(missing)}")
         MODELS[fn.__name__] = ModelInfo(fn.__name__, fn, tuple(input_size), num_classes, tuple(mean), tuple(std),
-                                        dict(recipes), {d: dict(t) for d, t in (dataset_recipes or {}).items()})
+                                        dict(recipes), {d: dict(t) for d, t in (dataset_recipes or {}).items()},
+                                        regions, crop_pct)
         return fn
 
     return wrap
@@ -136,7 +142,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
     return model
 
 
-from . import deep_emotion, simple_cnn, vgg  # noqa: E402,F401
+from . import deep_emotion, prior_attention, simple_cnn, vgg  # noqa: E402,F401
 
 __all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info", "model_arguments",
            "check_model_args"]
