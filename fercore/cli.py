@@ -143,9 +143,6 @@ def cmd_predict(args) -> int:
         from .pretrained import DEFAULT_MODEL, pretrained_path
         args.checkpoint = pretrained_path(DEFAULT_MODEL)
     model = load_model(args.checkpoint, device=resolve_device(args.device))
-    if model.default_cfg.get("regions"):
-        raise ValueError(f"{args.checkpoint}: predict does not cut {model.default_cfg['regions']} regions from "
-                         "photos yet; evaluate the model on a dataset instead")
     ckpt_classes = torch_classes(args.checkpoint)
     # Every image is predicted before any annotated copy is written, so with --out beside the
     # inputs no input is read after this run wrote something.

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .data.images import SIZE as FACE_SIZE
 from .faces import faces_in, read_image
+from .faces.regions import aligned_points, face_regions
 from .transforms import predict_proba
 
 # A 640x480 JPEG of one synthetic happy face, shipped with the package so that notebooks and
@@ -43,7 +44,9 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
     ``model``: a trained model (``fercore.train.load_model``), on any device. Faces are aligned
     at ``face_size`` px in grey, the form of every dataset's images, so that a face from a photo
     looks like those the model was trained on; ``fercore.transforms.predict_proba`` then gives
-    it to the model exactly as the Trainer does (crop or resize, channels, normalisation).
+    it to the model exactly as the Trainer does (crop or resize, channels, normalisation). A model
+    that eats landmark regions (Prior Attention) gets them cut from that aligned face at its
+    landmarks, by the function that cuts a dataset's (``fercore.faces.regions.cut_blocks``).
     """
     image = read_image(path)
     found = faces_in(image, method=method, size=face_size)
@@ -51,7 +54,7 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
     if not found:
         result["message"] = f"no face found in {path}"
         return result
-    probs = classify_faces(model, [f["face"] for f in found])
+    probs = classify_faces(model, [f["face"] for f in found], [aligned_points(f["points"], face_size) for f in found])
     for f, p in zip(found, probs):
         b = f["box"]
         result["faces"].append({"box": [b.left, b.top, b.right, b.bottom], "detector": b.method,
@@ -60,9 +63,13 @@ def predict_image(model: nn.Module, path, classes, method: str = "auto", face_si
     return result
 
 
-def classify_faces(model: nn.Module, faces) -> torch.Tensor:
-    """Class probabilities ``(N, K)`` of aligned grey faces (``(s, s)`` uint8 arrays) via ``predict_proba``."""
-    return predict_proba(model, torch.from_numpy(np.stack(faces))[:, None])  # (N, 1, s, s) uint8
+def classify_faces(model: nn.Module, faces, points=None) -> torch.Tensor:
+    """Class probabilities ``(N, K)`` of aligned grey faces (``(s, s)`` uint8 arrays) via ``predict_proba``.
+
+    ``points``: each face's 68 landmarks in its own coordinates, needed by models that eat
+    landmark regions (``fercore.faces.regions.face_regions`` turns the faces into their input).
+    """
+    return predict_proba(model, face_regions(np.stack(faces), points, getattr(model, "default_cfg", None) or {}))
 
 
 def draw_label(image: np.ndarray, box, text: str, thick: int) -> None:

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from .faces import Box, align_face, faces_in, predict_landmarks
+from .faces.regions import aligned_points
 from .predict import FACE_SIZE, classify_faces, draw_label, reserve_outputs, synthetic_photo
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -169,11 +170,13 @@ def predict_video(model, source, classes, out_dir=None, method: str = "auto", de
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             if index % detect_every == 0:
                 found = faces_in(rgb, method, size=face_size)
-                tracks, faces = tracker.update([f["box"] for f in found], index), [f["face"] for f in found]
+                tracks = tracker.update([f["box"] for f in found], index)
             else:
                 tracks = tracker.shown
-                faces = [align_face(rgb, predict_landmarks(rgb, t.box), face_size) for t in tracks]
-            raw = classify_faces(model, faces).numpy() if faces else []
+                found = [{"points": (p := predict_landmarks(rgb, t.box)), "face": align_face(rgb, p, face_size)}
+                         for t in tracks]
+            raw = classify_faces(model, [f["face"] for f in found],
+                                 [aligned_points(f["points"], face_size) for f in found]).numpy() if found else []
             line = {"frame": index, "time": round(time.monotonic() - start if camera else index / fps, 3), "faces": []}
             for track, p in zip(tracks, raw):
                 track.probs = p if track.probs is None else smooth * p + (1 - smooth) * track.probs

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 from fercore.cli import main
+from fercore.labels import EMOTIONS_7
 from fercore.models import create_model, get_model_info
 from fercore.predict import SAMPLE_PHOTO
 from fercore.transforms import ModelInput
@@ -123,6 +125,54 @@ def test_evaluate_uses_the_same_hook_and_reproduces_the_test_figure(smoke_run, c
     assert result["regions"] == {"test": {"n": 700, "fallbacks": 0}}
 
 
-def test_predict_says_it_cannot_cut_blocks_from_photos_yet(smoke_run, capsys):
-    assert main(["predict", "--checkpoint", str(smoke_run / "best.pt"), str(SAMPLE_PHOTO)]) == 2
-    assert "does not cut prior_attention regions" in capsys.readouterr().err
+def test_predict_cuts_the_blocks_from_the_aligned_face_with_the_datasets_function(smoke_run, capsys):
+    from fercore.faces import faces_in, read_image
+    from fercore.faces.regions import aligned_points, cut_blocks
+    from fercore.predict import FACE_SIZE, predict_image
+    from fercore.train import load_model
+
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(smoke_run / "best.pt"), str(SAMPLE_PHOTO), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    (face,) = result["faces"]
+    assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    # What the model is given: the blocks cut_blocks cuts from the aligned face at its aligned landmarks.
+    model, seen = load_model(smoke_run / "best.pt"), []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    again = predict_image(model, SAMPLE_PHOTO, list(face["probabilities"]))["faces"][0]
+    (found,) = faces_in(read_image(SAMPLE_PHOTO), size=FACE_SIZE)
+    blocks = torch.from_numpy(cut_blocks(found["face"], aligned_points(found["points"], FACE_SIZE)))[None]
+    assert seen[0].shape == (1, 2, 32, 32)
+    assert torch.allclose(seen[0], ModelInput(model)(blocks))
+    assert again["probabilities"] == face["probabilities"]
+
+
+def test_aligned_points_land_on_the_aligned_faces_eyes():
+    from fercore.faces import EYE_DISTANCE, EYE_Y, faces_in, read_image
+    from fercore.faces.regions import aligned_points
+
+    (found,) = faces_in(read_image(SAMPLE_PHOTO), size=48)
+    p = aligned_points(found["points"], 48)
+    right, left = p[36:42].mean(0), p[42:48].mean(0)
+    assert left - right == pytest.approx([EYE_DISTANCE * 48, 0], abs=1e-3)
+    assert (left + right) / 2 == pytest.approx([24 - 0.5, EYE_Y * 48 - 0.5], abs=1e-3)
+
+
+def test_region_models_need_the_faces_landmarks():
+    from fercore.faces.regions import face_regions
+
+    with pytest.raises(ValueError, match="eats prior_attention blocks: give the 68 landmarks of each of the 2 faces"):
+        face_regions(np.zeros((2, 48, 48), np.uint8), None, get_model_info("prior_attention").default_cfg())
+
+
+def test_video_frames_go_through_the_same_blocks(smoke_run, tmp_path):
+    from fercore.train import load_model
+    from fercore.video import predict_video, write_synthetic_video
+
+    clip = write_synthetic_video(tmp_path / "clip.mp4", ("happy",), frames_each=3)
+    model, seen = load_model(smoke_run / "best.pt"), []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    s = predict_video(model, str(clip), list(EMOTIONS_7), detect_every=2)
+    assert s["frames"] == 3 and s["tracks"] == 1
+    assert seen == [(1, 2, 32, 32)] * 3  # detected frames and tracked ones alike

@@ -19,7 +19,11 @@ above the nose tip above the mouth's centre. A face without one is cut at the da
 shape** (the mean of its plausible fits), so no image is dropped; their count is reported.
 
 ``model_regions(dataset, cfg)`` is the one hook: the dataset as the model named by ``cfg`` eats it
-(unchanged for whole-face models), called by ``run_experiment`` and ``evaluate`` alike.
+(unchanged for whole-face models), called by ``run_experiment`` and ``evaluate`` alike; its photo
+counterpart ``face_regions(faces, points, cfg)`` does the same for aligned faces from ``predict``, the
+video path and the widgets, with the points moved into the aligned face by ``aligned_points``. Both
+cut with ``cut_blocks``. A face from a photo always has dlib's fit (the detector found it), so it
+is cut at its own points, plausible or not.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import torch
 
 from ..data.base import FERDataset
 from ..data.cache import cached_arrays
+from .align import alignment_matrix
 from .landmarks import _image_digest, dataset_landmarks
 
 EYES = np.r_[17:27, 36:48]  # brows and eyes
@@ -94,6 +99,32 @@ def cut_blocks(image, points, margin: float = MARGIN, size: int = BLOCK_SIZE) ->
         shrink = crop.shape[0] > size or crop.shape[1] > size
         out[k] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return out
+
+
+def aligned_points(points, size: int) -> np.ndarray:
+    """``points`` (68, 2) of a photo in the coordinates of the face ``align_face(photo, points, size)`` cuts."""
+    p, m = _check_points(points), alignment_matrix(points, size)
+    return (p @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def face_regions(faces, points, cfg: dict) -> torch.Tensor:
+    """Grey faces ``(N, s, s)`` uint8 as the model of ``cfg`` eats them: the photo path's ``model_regions``.
+
+    ``(N, 1, s, s)`` for whole-face models; for ``"prior_attention"`` the stacked blocks that
+    ``cut_blocks`` cuts at ``points`` (N, 68, 2), each face's landmarks in its own coordinates
+    (``aligned_points`` for faces from ``align_face``).
+    """
+    faces = np.asarray(faces)
+    if faces.ndim != 3:
+        raise ValueError(f"expected grey faces as (N, H, W) uint8, got shape {faces.shape}")
+    kind = cfg.get("regions")
+    if kind is None:
+        return torch.from_numpy(faces)[:, None]
+    if kind != "prior_attention":
+        raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: prior_attention")
+    if points is None or len(points) != len(faces):
+        raise ValueError(f"the model eats {kind} blocks: give the 68 landmarks of each of the {len(faces)} faces")
+    return torch.from_numpy(np.stack([cut_blocks(f, p, size=cfg["input_size"][-1]) for f, p in zip(faces, points)]))
 
 
 def plausible(points, shape) -> np.ndarray:
