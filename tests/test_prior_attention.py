@@ -176,3 +176,15 @@ def test_video_frames_go_through_the_same_blocks(smoke_run, tmp_path):
     s = predict_video(model, str(clip), list(EMOTIONS_7), detect_every=2)
     assert s["frames"] == 3 and s["tracks"] == 1
     assert seen == [(1, 2, 32, 32)] * 3  # detected frames and tracked ones alike
+
+
+def test_train_reproduces_the_authors_leftover_image_bug_from_a_data_arg(tmp_path, capsys):
+    base = ["train", "--model", "prior_attention_mouth", "--dataset", "synthetic", "--epochs", "1",
+            "--data-arg", "n=64", "--quiet"]
+    assert main([*base, "--data-arg", "regions_bug=leftover_image", "--out", str(tmp_path / "bug")]) == 0
+    m = json.loads((tmp_path / "bug" / "metrics.json").read_text())
+    assert "The authors' bug reproduced (leftover_image)" in m["protocol"]["description"]
+    capsys.readouterr()
+    assert main([*base, "--data-arg", "regions_bug=leftover", "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "regions_bug: unknown 'leftover'; valid: leftover_image, top_from_rightmost" in err[0]

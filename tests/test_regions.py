@@ -171,3 +171,49 @@ def test_without_true_landmarks_dlib_fits_them_through_the_landmark_cache(tmp_pa
     names = sorted(f.name.split("-")[0] for f in tmp_path.iterdir())
     assert names == ["blocks", "landmarks"]  # both caches, side by side
     assert out.images.shape == (6, 2, 32, 32) and "from dlib" in out.protocol
+
+
+# ----------------------------------------------------------------- the authors' bugs, on request
+def test_leftover_image_cuts_every_face_from_the_last_image_so_only_the_box_moves():
+    ds = dataset()
+    ds.meta["landmarks"] = np.repeat(ds.meta["landmarks"][:1], 12, 0)  # one shape for every face
+    right = dataset_blocks(ds, cache_dir=False)["blocks"]
+    assert len({b.tobytes() for b in right}) == 12  # each face's own pixels
+    ds.meta["regions_bug"] = np.full(12, "leftover_image")
+    buggy = model_regions(ds, CFG, cache_dir=False).images
+    assert all(torch.equal(b, buggy[-1]) for b in buggy)  # every block of the batch is the last image's
+    assert torch.equal(buggy[-1], torch.from_numpy(right[-1]))
+    # With each face's own landmarks the box moves over that one leftover face.
+    ds = dataset()
+    out = dataset_blocks(ds, cache_dir=False, bugs="leftover_image")["blocks"]
+    last = ds.images[-1, 0].numpy()
+    for i in (0, 5):
+        assert np.array_equal(out[i], cut_blocks(last, ds.meta["landmarks"][i]))
+        assert not np.array_equal(out[i], cut_blocks(ds.images[i, 0].numpy(), ds.meta["landmarks"][i]))
+
+
+def test_top_from_rightmost_puts_the_top_edge_at_the_right_most_points_y():
+    image, p = face(roll=12)
+    for which, idx in (("eyes", EYES), ("mouth", MOUTH)):
+        pts = p[idx]
+        m = MARGIN * face_size(p)
+        top = block_box(p, which, image.shape, bugs="top_from_rightmost")[1]
+        assert top == int(np.ceil(pts[pts[:, 0].argmax(), 1] - m))
+        assert top >= block_box(p, which, image.shape)[1]  # the box loses rows at the top
+    assert block_box(p, "eyes", image.shape, bugs="top_from_rightmost")[1] > block_box(p, "eyes", image.shape)[1]
+    assert not np.array_equal(cut_blocks(image, p, bugs=["top_from_rightmost"]), cut_blocks(image, p))
+
+
+def test_the_loaders_regions_bug_argument_reaches_the_blocks_through_a_subset():
+    marked = load_dataset("synthetic", None, "val", n=12, regions_bug="leftover_image,top_from_rightmost")
+    out = model_regions(marked.subset(range(6)), CFG, cache_dir=False)
+    expected = dataset_blocks(dataset().subset(range(6)), cache_dir=False, bugs=("leftover_image", "top_from_rightmost"))
+    assert np.array_equal(out.images.numpy(), expected["blocks"])
+    assert "bug reproduced (leftover_image)" in out.protocol and "(top_from_rightmost)" in out.protocol
+    assert "regions_bug" not in dataset().meta and "bug" not in model_regions(dataset(), CFG).protocol
+    with pytest.raises(ValueError, match="regions_bug: unknown 'leftover'; valid: leftover_image, top_from_rightmost"):
+        load_dataset("synthetic", None, "val", n=4, regions_bug="leftover")
+    mixed = dataset()
+    mixed.meta["regions_bug"] = np.array(["leftover_image"] * 6 + ["top_from_rightmost"] * 6)
+    with pytest.raises(ValueError, match="different regions_bug marks"):
+        model_regions(mixed, CFG)

@@ -168,3 +168,17 @@ def test_load_dataset_splits_differ_and_are_balanced():
     torch.testing.assert_close(load_dataset("synthetic", split="test", n=300).images, test.images)
     rgb = load_dataset("synthetic", split="train", n=7, size=128, rgb=True, occlusion=0.5)
     assert rgb.images.shape == (7, 3, 128, 128)
+
+
+def test_ferg_protocols_random_and_held_out_character():
+    names = [c.name for c in CHARACTERS]
+    rand = {s: load_dataset("synthetic", None, s, n=120) for s in ("train", "val", "test")}
+    assert all(set(d.meta["character"].tolist()) == set(range(6)) for d in rand.values())  # the leaky split
+    held = {s: load_dataset("synthetic", None, s, n=120, split_mode="character", fold=4) for s in ("train", "val", "test")}
+    chars = {s: set(d.meta["character"].tolist()) for s, d in held.items()}
+    assert chars == {"train": {0, 1, 2, 3}, "val": {5}, "test": {4}}
+    assert f"tests on {names[4]}, selects on {names[5]}" in held["test"].protocol
+    with pytest.raises(ValueError, match="unknown split_mode 'subject' for synthetic; valid: random, character"):
+        load_dataset("synthetic", None, "val", split_mode="subject")
+    with pytest.raises(ValueError, match="fold must be in 0..5"):
+        load_dataset("synthetic", None, "val", split_mode="character", fold=6)

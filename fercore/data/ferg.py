@@ -57,9 +57,13 @@ def locate_ferg(root) -> Path | None:
 
 @register_dataset("ferg", splits=SPLITS, locate=locate_ferg, source=SOURCE)
 def load_ferg(root, split: str = "train", *, split_mode: str = "random", fold: int = 0, seed: int = 0,
-              cache_dir=None) -> FERDataset:
+              cache_dir=None, regions_bug=None) -> FERDataset:
     """Load ``split`` (train, val, test or all) under ``split_mode`` "random" (uses ``seed``) or
-    "character" (uses ``fold``). ``meta``: ``character`` and ``file`` (path under FERG_DB_256)."""
+    "character" (uses ``fold``). ``meta``: ``character`` and ``file`` (path under FERG_DB_256).
+    ``regions_bug`` cuts the Prior Attention blocks with the authors' bugs (fercore.faces.regions)."""
+    from ..faces.regions import bug_meta, check_bugs
+
+    check_bugs(regions_bug)  # a typo fails before any decoding
     if split_mode not in SPLIT_MODES:
         raise ValueError(f"unknown split_mode {split_mode!r} for ferg; valid: {', '.join(SPLIT_MODES)}")
     base = locate_ferg(root)
@@ -76,7 +80,7 @@ def load_ferg(root, split: str = "train", *, split_mode: str = "random", fold: i
         torch.from_numpy(arrays["images"][index]).unsqueeze(1),
         torch.from_numpy(arrays["targets"][index]).long(),
         EMOTIONS_7,
-        {"character": arrays["character"][index], "file": arrays["files"][index]},
+        {"character": arrays["character"][index], "file": arrays["files"][index]} | bug_meta(len(index), regions_bug),
         name="ferg", split=split, protocol=protocol,
     )
 

@@ -386,12 +386,31 @@ SPLIT_SIZES = {"train": 3500, "val": 700, "test": 700}
 
 
 @register_dataset("synthetic", splits=tuple(SPLIT_SIZES), needs_root=False, source="procedural, offline")
-def load_synthetic(root, split, *, n=None, size=48, rgb=False, seed=0, cache_dir=None, occlusion=0.0) -> FERDataset:
-    """Procedural faces; ``root`` and ``cache_dir`` are ignored (drawing is faster than a cache)."""
+def load_synthetic(root, split, *, n=None, size=48, rgb=False, seed=0, cache_dir=None, occlusion=0.0,
+                   split_mode="random", fold=0, regions_bug=None) -> FERDataset:
+    """Procedural faces; ``root`` and ``cache_dir`` are ignored (drawing is faster than a cache).
+
+    ``split_mode`` mirrors the ``ferg`` loader's protocols: ``"random"``, every character in every
+    split (FERG's random split), or ``"character"``, held-out characters (fold ``k`` tests on the
+    ``k``-th character, selects on the next, trains on the other four). ``regions_bug`` cuts the
+    Prior Attention blocks with the authors' bugs (``fercore.faces.regions.AUTHORS_BUGS``).
+    """
+    from ..faces.regions import bug_meta
+    from .ferg import SPLIT_MODES, _character_split
+
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(f"unknown split_mode {split_mode!r} for synthetic; valid: {', '.join(SPLIT_MODES)}")
+    characters, protocol = None, ("Random split of procedurally drawn faces (seeded per split); every character "
+                                  "appears in every split.")
+    if split_mode == "character":
+        names = np.array(sorted(c.name for c in CHARACTERS))
+        index, protocol = _character_split(names, split, fold)
+        characters, protocol = names[index].tolist(), "Procedurally drawn FERG-like faces; " + protocol
     split_seed = (seed, list(SPLIT_SIZES).index(split))  # each split its own stream: no shared faces
-    d = render_faces(SPLIT_SIZES[split] if n is None else n, size=size, rgb=rgb, seed=split_seed, occlusion=occlusion)
+    d = render_faces(SPLIT_SIZES[split] if n is None else n, size=size, rgb=rgb, seed=split_seed,
+                     characters=characters, occlusion=occlusion)
+    meta = {k: d[k] for k in ("character", "landmarks", "intensity")}
     return FERDataset(
         torch.from_numpy(d["images"]), torch.from_numpy(d["targets"]), EMOTIONS_7,
-        {k: d[k] for k in ("character", "landmarks", "intensity")}, name="synthetic", split=split,
-        protocol="Random split of procedurally drawn faces (seeded per split); every character appears in every split.",
+        meta | bug_meta(len(d["targets"]), regions_bug), name="synthetic", split=split, protocol=protocol,
     )

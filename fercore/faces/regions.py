@@ -18,6 +18,15 @@ the face size; and, along the normal to the eye line (so a tilted head passes), 
 above the nose tip above the mouth's centre. A face without one is cut at the dataset's **mean
 shape** (the mean of its plausible fits), so no image is dropped; their count is reported.
 
+**The authors' bugs, on request** (``AUTHORS_BUGS``; never by default). Their code cut every
+block from a leftover global image, the last one it loaded, at each face's own landmarks
+(``"leftover_image"``: the box moves, the face does not), and took a box's top edge from its
+right-most point instead of its smallest y (``"top_from_rightmost"``). A loader's data argument
+``regions_bug`` (``--data-arg regions_bug=leftover_image``; several joined by commas) marks its
+faces (``meta["regions_bug"]``) so that ``model_regions`` cuts them the authors' way, in training
+and in ``evaluate`` (which reuses the checkpoint's data arguments) alike, so their effect on
+accuracy can be measured. ``predict`` cuts every face from its own image.
+
 ``model_regions(dataset, cfg)`` is the one hook: the dataset as the model named by ``cfg`` eats it
 (unchanged for whole-face models), called by ``run_experiment`` and ``evaluate`` alike; its photo
 counterpart ``face_regions(faces, points, cfg)`` does the same for aligned faces from ``predict``, the
@@ -44,6 +53,26 @@ BLOCKS = {"eyes": EYES, "mouth": MOUTH}  # channel order of the stacked blocks
 MARGIN = 0.2     # of the face size (see the module docstring)
 BLOCK_SIZE = 32  # the authors' block side
 CACHE_FORMAT = 1  # bump when what dataset_blocks computes changes
+AUTHORS_BUGS = {
+    "leftover_image": "every face's blocks cut from one leftover image (the dataset's last) at that face's landmarks",
+    "top_from_rightmost": "a box's top edge at the y of its right-most point, not its smallest y",
+}
+
+
+def check_bugs(bugs) -> tuple[str, ...]:
+    """``bugs`` (None, ``"a,b"`` or a list of names of ``AUTHORS_BUGS``) as a sorted tuple; unknown names are an error."""
+    names = [b.strip() for b in (bugs.split(",") if isinstance(bugs, str) else bugs or ()) if b.strip()]
+    unknown = [b for b in names if b not in AUTHORS_BUGS]
+    if unknown:
+        raise ValueError(f"regions_bug: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(AUTHORS_BUGS)} "
+                         "(several joined by commas)")
+    return tuple(sorted(set(names)))
+
+
+def bug_meta(n: int, bugs) -> dict[str, np.ndarray]:
+    """The ``meta`` entry a loader given ``regions_bug=bugs`` adds to its ``n`` faces (none without bugs)."""
+    names = check_bugs(bugs)
+    return {"regions_bug": np.full(n, ",".join(names))} if names else {}
 
 
 # iBUG index of each point's mirror image (the subject's right eye becomes the left one, and so on)
@@ -71,30 +100,33 @@ def face_size(points) -> np.ndarray:
     return (p.max(-2) - p.min(-2)).max(-1)
 
 
-def block_box(points, which: str, shape, margin: float = MARGIN) -> tuple[int, int, int, int]:
+def block_box(points, which: str, shape, margin: float = MARGIN, bugs=()) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` pixel slice bounds of block ``which`` in an image of ``shape`` (H, W).
 
     The box around the block's extreme points grown by ``margin`` x the face size, clipped to the
     image. Pixel ``i`` is centred on coordinate ``i`` (dlib's and OpenCV's convention); the block
     holds the pixels whose centres lie in the box, so a mirrored face gives the mirrored slice.
+    ``bugs=("top_from_rightmost",)`` puts the top edge where the authors' code did.
     """
     p = _check_points(points)
     pts, m = p[BLOCKS[which]], margin * float(face_size(p))
     (x0, y0), (x1, y1) = pts.min(0) - m, pts.max(0) + m
+    if "top_from_rightmost" in check_bugs(bugs):
+        y0 = pts[pts[:, 0].argmax(), 1] - m
     h, w = shape[:2]
     left, top = min(max(int(np.ceil(x0)), 0), w - 1), min(max(int(np.ceil(y0)), 0), h - 1)
     right, bottom = max(min(int(np.floor(x1)), w - 1), left), max(min(int(np.floor(y1)), h - 1), top)
     return left, top, right + 1, bottom + 1
 
 
-def cut_blocks(image, points, margin: float = MARGIN, size: int = BLOCK_SIZE) -> np.ndarray:
+def cut_blocks(image, points, margin: float = MARGIN, size: int = BLOCK_SIZE, bugs=()) -> np.ndarray:
     """The stacked blocks ``(2, size, size)`` uint8 (brows+eyes, mouth) of one face image (H, W[, C])."""
     img = np.asarray(image)
     img = img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
     gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     out = np.empty((len(BLOCKS), size, size), np.uint8)
     for k, which in enumerate(BLOCKS):
-        left, top, right, bottom = block_box(points, which, gray.shape, margin)
+        left, top, right, bottom = block_box(points, which, gray.shape, margin, bugs)
         crop = np.ascontiguousarray(gray[top:bottom, left:right])  # OpenCV wants unit strides
         shrink = crop.shape[0] > size or crop.shape[1] > size
         out[k] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
@@ -161,13 +193,17 @@ def dataset_points(dataset, progress: bool = True) -> tuple[np.ndarray, str]:
 
 
 def dataset_blocks(dataset, *, margin: float = MARGIN, size: int = BLOCK_SIZE, cache_dir=None,
-                   progress: bool = True) -> dict[str, np.ndarray]:
+                   progress: bool = True, bugs=()) -> dict[str, np.ndarray]:
     """Prior Attention blocks of every face: ``blocks`` (N, 2, size, size) uint8, ``fallback`` (N,) bool
     (cut at the mean shape), ``source`` (where the landmarks came from). Cached as
-    ``blocks-<name>-<split>-<hash>.npz`` beside the landmarks; ``cache_dir=False`` turns that off."""
+    ``blocks-<name>-<split>-<hash>.npz`` beside the landmarks; ``cache_dir=False`` turns that off.
+    ``bugs``: names of ``AUTHORS_BUGS`` to reproduce (``"leftover_image"`` cuts every face's blocks
+    from the dataset's last image)."""
+    bugs = check_bugs(bugs)
     points, source = dataset_points(dataset, progress)
     images = dataset.images
     hw = tuple(images.shape[-2:])
+    pixels = (lambda i: images[-1]) if "leftover_image" in bugs else (lambda i: images[i])  # noqa: E731
 
     def build():
         ok = plausible(points, hw)
@@ -175,14 +211,15 @@ def dataset_blocks(dataset, *, margin: float = MARGIN, size: int = BLOCK_SIZE, c
             raise ValueError(f"no face of {dataset.name} {dataset.split} has a plausible landmark fit "
                              f"({source}), so there is no mean shape to cut its blocks at")
         mean_shape = points[ok].mean(0)
-        blocks = np.stack([cut_blocks(images[i].permute(1, 2, 0).numpy(), points[i] if ok[i] else mean_shape,
-                                      margin, size) for i in range(len(images))])
+        blocks = np.stack([cut_blocks(pixels(i).permute(1, 2, 0).numpy(), points[i] if ok[i] else mean_shape,
+                                      margin, size, bugs) for i in range(len(images))])
         return {"blocks": blocks, "fallback": ~ok, "source": np.array(source)}
 
     label = "-".join(s for s in (dataset.name, dataset.split) if s)
     tag = "blocks" + (f"-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}" if label else "")
     extra = {"what": "prior_attention_blocks", "format": CACHE_FORMAT, "images": _image_digest(images),
              "landmarks": _image_digest(points), "margin": float(margin), "size": int(size)}
+    extra |= {"bugs": list(bugs)} if bugs else {}
     return cached_arrays(tag, [], build, cache_dir, extra, keys=("blocks", "fallback"))
 
 
@@ -198,11 +235,17 @@ def model_regions(dataset: FERDataset, cfg: dict, *, cache_dir=None, progress: b
         return dataset
     if kind != "prior_attention":
         raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: prior_attention")
-    d = dataset_blocks(dataset, size=cfg["input_size"][-1], cache_dir=cache_dir, progress=progress)
+    marks = set(dataset.meta.get("regions_bug", ()))
+    if len(marks) > 1:
+        raise ValueError(f"{dataset.name} {dataset.split}: its faces carry different regions_bug marks {sorted(marks)}; "
+                         "expected one for the whole dataset")
+    bugs = check_bugs(marks.pop() if marks else None)
+    d = dataset_blocks(dataset, size=cfg["input_size"][-1], cache_dir=cache_dir, progress=progress, bugs=bugs)
     fallback = d["fallback"].astype(bool)
     note = (f" Model input: Prior Attention blocks (brows+eyes, mouth; margin {MARGIN} of the face size) from "
             f"{d['source']}; {int(fallback.sum())} of {len(fallback)} faces had no plausible fit and were cut at "
             "the mean shape.")
+    note += "".join(f" The authors' bug reproduced ({b}): {AUTHORS_BUGS[b]}." for b in bugs)
     return FERDataset(torch.from_numpy(d["blocks"]), dataset.targets, dataset.classes,
                       {**dataset.meta, "landmark_fallback": fallback}, name=dataset.name, split=dataset.split,
                       protocol=dataset.protocol + note, label_mode=dataset.label_mode)

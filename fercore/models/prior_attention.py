@@ -20,6 +20,9 @@ of the whole face is not (the boxes would move with the face): the recipes use t
 What differs from the authors' code, and why: the blocks are cut from each face's own image (their
 code cuts every block from the last image it loaded) and a box's top edge is its points' smallest
 y (theirs took the right-most point's); the margin is a fraction of the face size (see regions.py).
+Both bugs can be reproduced to measure them: ``--data-arg regions_bug=leftover_image`` (or
+``top_from_rightmost``, or both joined by a comma) on the ``synthetic`` and ``ferg`` loaders; their
+random split is ``split_mode=random`` and the held-out characters ``split_mode=character``.
 
 Ablations with the same design and training budget: ``prior_attention_eyes`` and
 ``prior_attention_mouth`` see one block (the same stacked input, one branch, a 100->1024 head),
