@@ -293,3 +293,31 @@ def test_notebook_style_keeps_every_label_at_9_pt_or_more():
     svg = plots.figure_svg(figures[0])
     shown = sum(len(ax.get_images()) for ax in figures[0].axes)
     assert shown >= 4 and svg.count("image-rendering:pixelated") == shown  # each face at its own 48 x 48 pixels
+
+
+def test_prior_blocks_draws_the_boxes_and_blocks_the_model_is_given():
+    from matplotlib.patches import Rectangle
+
+    from fercore.data.synthetic import FaceParams, render_face
+    from fercore.faces.regions import block_box, cut_blocks
+    from fercore.models import create_model
+
+    image, points = render_face(FaceParams.expression("happy", 1.0), size=96)
+    face = image[..., 0]
+    fig = plots.prior_blocks(face, points, margin=0.3)
+    boxes = {p.get_gid(): p for p in fig.axes[0].patches if isinstance(p, Rectangle)}
+    left, top, right, bottom = block_box(points, "mouth", face.shape, 0.3)
+    assert boxes["box_mouth"].get_xy() == (left - 0.5, top - 0.5) and boxes["box_mouth"].get_width() == right - left
+    assert np.array_equal(fig.axes[2].get_images()[0].get_array(), cut_blocks(face, points, 0.3)[1])
+    model = create_model("prior_attention_mouth")
+    pred = plots.block_predictions(face, points, 0.3, model)
+    assert pred["probs"].sum() == pytest.approx(1, abs=1e-5)
+    assert np.allclose(pred["occluded"]["eyes"], pred["probs"], atol=1e-6)  # this ablation never sees the eyes
+    with_model = plots.prior_blocks(face, points, model=model)
+    assert len(with_model.axes) == 4
+    ax = plots.block_occlusion(model, face, points, margin=0.3, classes=CLASSES7)
+    heights = [[bar.get_height() for bar in bars] for bars in ax.containers]
+    assert np.allclose(heights[1], pred["occluded"]["mouth"] - pred["probs"], atol=1e-6)
+    assert np.allclose(heights[0], 0, atol=1e-6)
+    with pytest.raises(ValueError, match="expected a uint8 face"):
+        plots.prior_blocks(face.astype(float), points)

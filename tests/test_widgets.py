@@ -169,3 +169,50 @@ def test_display_offers_the_widget_and_a_static_figure(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
     ex.display()
     assert shown == [ex]
+
+
+# ----------------------------------------------------------------- Prior Attention blocks
+class MouthOnly(nn.Module):
+    """Eats the stacked blocks; its logits read the mouth block (channel 1) alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32 * 32, 7)
+        self.default_cfg = {"input_size": (2, 32, 32), "num_classes": 7, "mean": (0.5, 0.5), "std": (0.5, 0.5),
+                            "regions": "prior_attention"}
+
+    def forward(self, x):
+        return self.fc(x[:, 1].flatten(1))
+
+
+def test_prior_blocks_explorer_follows_the_margin_and_occludes_one_block_headless():
+    from fercore.data import load_dataset
+    from fercore.faces.regions import MARGIN, cut_blocks
+    from fercore.viz.widgets import PriorBlocksExplorer
+
+    torch.manual_seed(0)
+    data = load_dataset("synthetic", None, "val", n=3)
+    ex = PriorBlocksExplorer(MouthOnly(), data, index=1)
+    face, points = data.images[1, 0].numpy(), data.meta["landmarks"][1]
+    assert np.array_equal(ex.last_blocks, cut_blocks(face, points, MARGIN))
+    assert ex.last_probs.sum() == pytest.approx(1, abs=1e-5)
+    assert np.abs(ex.last_delta).max() > 1e-3  # the mouth is what this model reads
+    ex.occlude.value = "eyes"
+    assert np.abs(ex.last_delta).max() < 1e-6  # greying the eyes changes nothing
+    ex.margin.value = 0.4
+    assert np.array_equal(ex.last_blocks, cut_blocks(face, points, 0.4))
+    ex.index.value = 2
+    assert ex.last_index == 2 and set(ex.axes) == {"face", "eyes", "mouth", "probs", "eyes_occluded",
+                                                   "mouth_occluded", "delta"}
+    assert ex.axes["eyes_occluded"].get_images()[0].get_array().min() == 128  # shown grey
+    (out,) = ex.output.outputs
+    assert out["data"]["image/svg+xml"].startswith("<?xml") and "image/svg+xml" in ex._repr_mimebundle_()
+    assert not plt.get_fignums()
+
+
+def test_prior_blocks_explorer_needs_a_region_model():
+    from fercore.data import load_dataset
+    from fercore.viz.widgets import PriorBlocksExplorer
+
+    with pytest.raises(ValueError, match="needs a model that eats landmark blocks"):
+        PriorBlocksExplorer(linear_model(), load_dataset("synthetic", None, "val", n=2))

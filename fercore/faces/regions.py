@@ -139,7 +139,7 @@ def aligned_points(points, size: int) -> np.ndarray:
     return (p @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
-def face_regions(faces, points, cfg: dict) -> torch.Tensor:
+def face_regions(faces, points, cfg: dict, margin: float = MARGIN) -> torch.Tensor:
     """Grey faces ``(N, s, s)`` uint8 as the model of ``cfg`` eats them: the photo path's ``model_regions``.
 
     ``(N, 1, s, s)`` for whole-face models; for ``"prior_attention"`` the stacked blocks that
@@ -156,7 +156,7 @@ def face_regions(faces, points, cfg: dict) -> torch.Tensor:
         raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: prior_attention")
     if points is None or len(points) != len(faces):
         raise ValueError(f"the model eats {kind} blocks: give the 68 landmarks of each of the {len(faces)} faces")
-    return torch.from_numpy(np.stack([cut_blocks(f, p, size=cfg["input_size"][-1]) for f, p in zip(faces, points)]))
+    return torch.from_numpy(np.stack([cut_blocks(f, p, margin, cfg["input_size"][-1]) for f, p in zip(faces, points)]))
 
 
 def plausible(points, shape) -> np.ndarray:

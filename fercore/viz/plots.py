@@ -261,6 +261,126 @@ def show_landmarks(images, landmarks, ncols: int = 4, labels=None) -> Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- Prior Attention blocks
+BLOCK_COLORS = {"eyes": "darkorange", "mouth": "magenta"}  # the box colours, as the landmark groups'
+GREY = 128  # an occluded block's pixels: about 0 after the blocks' normalisation (mean 0.5, std 0.5)
+
+
+def _grey_face(face) -> np.ndarray:
+    """A face ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)`` uint8 (tensor or array) as ``(H, W)`` grey."""
+    import cv2
+
+    array = np.asarray(face)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array[0] if array.shape[0] == 1 else cv2.cvtColor(np.ascontiguousarray(array.transpose(1, 2, 0)),
+                                                                  cv2.COLOR_RGB2GRAY)
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 face (H, W) or (C, H, W) with C = 1 or 3, got {array.dtype} {array.shape}")
+    return array
+
+
+def block_predictions(face, points, margin: float | None = None, model=None) -> dict:
+    """The blocks Prior Attention is given for one face and, with ``model``, what it says, each block occluded in turn.
+
+    ``blocks`` ``(2, s, s)`` uint8 (``fercore.faces.regions.face_regions``, the model-input path of
+    ``predict``), ``boxes`` ``{block: (left, top, right, bottom)}``, ``margin``; with ``model`` also
+    ``probs`` ``(K,)`` and ``occluded`` ``{block: (K,)}``, the probabilities with that block's pixels
+    set to ``GREY``.
+    """
+    from ..faces.regions import BLOCK_SIZE, BLOCKS, MARGIN, block_box, face_regions
+    from ..transforms import predict_proba
+
+    margin = MARGIN if margin is None else float(margin)
+    gray = _grey_face(face)
+    cfg = model.default_cfg if model is not None else {"regions": "prior_attention", "input_size": (2, BLOCK_SIZE, BLOCK_SIZE)}
+    blocks = face_regions(gray[None], np.asarray(points)[None], cfg, margin)[0]
+    out = {"blocks": blocks.numpy(), "margin": margin, "boxes": {b: block_box(points, b, gray.shape, margin) for b in BLOCKS}}
+    if model is None:
+        return out
+    batch = blocks.repeat(1 + len(BLOCKS), 1, 1, 1)  # the blocks, then each block grey in turn
+    for k in range(len(BLOCKS)):
+        batch[1 + k, k] = GREY
+    probs = predict_proba(model, batch).numpy()
+    return out | {"probs": probs[0], "occluded": {b: probs[1 + k] for k, b in enumerate(BLOCKS)}}
+
+
+def draw_blocks(axes, face, points, pred: dict, occlude: str | None = None) -> None:
+    """Into three Axes: the face with its landmarks and the two boxes (none when ``axes[0]`` is None), then
+    each block as ``block_predictions`` cut it (``pred``), the one named by ``occlude`` grey."""
+    from matplotlib.patches import Rectangle
+
+    if (ax := axes[0]) is not None:
+        h, w = _show_image(ax, _grey_face(face), "face")
+        draw_landmarks(ax, points, size=6)
+        for name, (left, top, right, bottom) in pred["boxes"].items():
+            ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, lw=1.5,
+                                   color=BLOCK_COLORS[name], gid=f"box_{name}"))
+        ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5), title=f"margin {pred['margin']:.2f} of the face")
+    for k, (ax, name) in enumerate(zip(axes[1:], pred["boxes"])):
+        block = np.full_like(pred["blocks"][k], GREY) if name == occlude else pred["blocks"][k]
+        _show_image(ax, block, name)
+        ax.set_title(f"{name}{' (occluded)' if name == occlude else ''}", color=BLOCK_COLORS[name])
+
+
+def draw_probabilities(ax, probs, classes, delta=None):
+    """Class probabilities as bars, the predicted class in colour; with ``delta``, the change instead."""
+    values = np.asarray(probs if delta is None else delta, float)
+    names = list(classes)[:len(values)]
+    pred = int(np.argmax(probs))
+    colors = (["tab:blue" if k == pred else "0.75" for k in range(len(values))] if delta is None
+              else ["tab:red" if v < 0 else "tab:green" for v in values])
+    ax.barh(np.arange(len(values)), values, color=colors, gid="delta" if delta is not None else "probs")
+    ax.set_yticks(np.arange(len(values)), names)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    if delta is None:
+        ax.set(xlim=(0, 1), title=f"predicted: {names[pred]} {values[pred]:.0%}")
+    else:
+        lim = max(0.05, float(np.abs(values).max()) * 1.1)
+        ax.set(xlim=(-lim, lim))
+        ax.axvline(0, color="black", lw=0.8)
+    return ax
+
+
+def prior_blocks(face, points, margin: float | None = None, model=None, classes=None) -> Figure:
+    """The face with its landmarks and the two boxes, the blocks the model is given, and its prediction.
+
+    ``face``: ``(H, W)`` or ``(C, H, W)`` uint8; ``points``: its ``(68, 2)`` landmarks; ``margin``:
+    of the face size (default ``fercore.faces.regions.MARGIN``). Without ``model`` the blocks are
+    cut the same way (``block_predictions`` needs a model only to predict).
+    """
+    pred = block_predictions(face, points, margin, model)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(1, 3 + (model is not None), figsize=(2.4 * 3 + 3.2 * (model is not None), 2.6),
+                                 width_ratios=[1.4, 1, 1] + [1.8] * (model is not None), layout="constrained")
+    draw_blocks(axes, face, points, pred)
+    if model is not None:
+        draw_probabilities(axes[3], pred["probs"], _names(classes, model, len(pred["probs"])))
+    return fig
+
+
+def block_occlusion(model, face, points, margin: float | None = None, classes=None, ax=None):
+    """Change in each class's probability when one block is grey: grouped bars, eyes and mouth.
+
+    A block the prediction leans on shows a large drop for the predicted class. Returns the Axes.
+    """
+    pred = block_predictions(face, points, margin, model)
+    names = _names(classes, model, len(pred["probs"]))
+    table = {f"{b} occluded": dict(zip(names, p - pred["probs"])) for b, p in pred["occluded"].items()}
+    ax = _grouped_bars(table, ax, ylabel="change in probability", fmt="{:+.0%}")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title(f"occluding a block (grey {GREY}): predicted {names[int(pred['probs'].argmax())]} "
+                 f"{pred['probs'].max():.0%}")
+    return ax
+
+
+def _names(classes, model, k: int) -> list[str]:
+    from ..labels import classes_for
+
+    return [str(c) for c in (classes if classes is not None else getattr(model, "classes", None) or classes_for(k))]
+
+
 # --------------------------------------------------------------------------- training
 def learning_curves(history, best_epoch=None, axes=None) -> Figure:
     """Loss and accuracy per epoch, train against validation, with the kept checkpoint marked.

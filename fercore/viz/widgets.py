@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
-from .plots import OUTLINE, figure_svg, notebook_style
+from .plots import OUTLINE, block_predictions, draw_blocks, draw_probabilities, figure_svg, notebook_style
 from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlusion_map, overlay, predict, stn_views
 
-__all__ = ["AttentionExplorer", "PredictUpload"]
+__all__ = ["AttentionExplorer", "PredictUpload", "PriorBlocksExplorer"]
 
 
 class AttentionExplorer:
@@ -251,3 +251,86 @@ class PredictUpload:
         ax_p.set_xlim(0, 1)
         ax_p.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax_p.set_title(f"face 0: {names[p.argmax()]} {p.max():.0%}", fontsize=10)
+
+
+class PriorBlocksExplorer:
+    """Prior Attention's blocks for one face at a time: landmarks, boxes, blocks, prediction, occlusion.
+
+    ``model``: a model that eats the blocks (``prior_attention``; its ``default_cfg`` names the
+    regions); ``dataset``: a FERDataset of faces whose landmarks are ``meta["landmarks"]`` (the
+    synthetic faces') or dlib's (``fercore.faces.regions.dataset_points``). Controls: the face,
+    the margin (a fraction of the face size; the model was trained at ``regions.MARGIN``) and
+    which block to occlude. Top row: the face with its 68 landmarks and the two boxes, the
+    blocks as the model is given them, the class probabilities. Bottom row: the blocks with one
+    grey (``plots.GREY``, the blocks' normalised mean) and how much each class's probability
+    changes. The blocks are cut as ``predict`` cuts them (``plots.block_predictions``).
+
+    After each render: ``last_index``, ``last_blocks`` ``(2, s, s)``, ``last_probs`` ``(K,)``,
+    ``last_occluded`` ``(K,)``, ``last_delta`` (``last_occluded - last_probs``), ``figure``, ``axes``.
+    """
+
+    def __init__(self, model: nn.Module, dataset, classes=None, index: int = 0, margin: float | None = None,
+                 occlude: str = "mouth"):
+        from ..faces.regions import BLOCKS, MARGIN, dataset_points
+
+        if not (getattr(model, "default_cfg", None) or {}).get("regions"):
+            raise ValueError("PriorBlocksExplorer needs a model that eats landmark blocks (default_cfg['regions']), "
+                             "such as prior_attention")
+        if len(dataset) == 0:
+            raise ValueError("PriorBlocksExplorer needs a dataset with at least one face")
+        if occlude not in BLOCKS:
+            raise ValueError(f"occlude must be one of {', '.join(BLOCKS)}, got {occlude!r}")
+        self.model, self.dataset = model, dataset
+        self.points = dataset_points(dataset, progress=False)[0]
+        self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
+        self.index = W.IntSlider(value=index, min=0, max=len(dataset) - 1, description="face", continuous_update=False)
+        self.margin = W.FloatSlider(value=MARGIN if margin is None else margin, min=0.0, max=0.5, step=0.02,
+                                    description="margin", readout_format=".2f", continuous_update=False)
+        self.occlude = W.ToggleButtons(options=list(BLOCKS), value=occlude, description="occlude")
+        self.output = W.Output()
+        self.widget = W.VBox([W.HBox([self.index, self.margin]), self.occlude, self.output])
+        self.figure = Figure(figsize=(11, 5), layout="constrained")
+        self.axes: dict = {}
+        self.last_index = self.last_blocks = self.last_probs = self.last_occluded = self.last_delta = None
+        for control in (self.index, self.margin, self.occlude):
+            control.observe(self._changed, names="value")
+        self.update()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        bundle["image/svg+xml"] = figure_svg(self.figure)
+        return bundle
+
+    def _changed(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Cut the blocks at the current margin, predict with and without the occluded block, redraw."""
+        i, occlude = int(self.index.value), self.occlude.value
+        face, points = self.dataset.images[i], self.points[i]
+        pred = block_predictions(face, points, self.margin.value, self.model)
+        self.last_index, self.last_blocks, self.last_probs = i, pred["blocks"], pred["probs"]
+        self.last_occluded = pred["occluded"][occlude]
+        self.last_delta = self.last_occluded - self.last_probs
+        with notebook_style():
+            self._draw(i, face, points, pred, occlude)
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"image/svg+xml": figure_svg(self.figure),
+                                         "text/plain": f"<PriorBlocksExplorer face {i}>"}},)
+
+    def _draw(self, i, face, points, pred, occlude) -> None:
+        names = _class_names(self.classes, len(pred["probs"]))
+        fig = self.figure
+        fig.clear()
+        with sns.axes_style("white"):
+            self.axes = fig.subplot_mosaic([["face", "eyes", "mouth", "probs"], ["face", "eyes_occluded",
+                                            "mouth_occluded", "delta"]], width_ratios=[1.6, 1, 1, 1.8])
+        a = self.axes
+        draw_blocks([a["face"], a["eyes"], a["mouth"]], face, points, pred)
+        draw_blocks([None, a["eyes_occluded"], a["mouth_occluded"]], face, points, pred, occlude=occlude)
+        a["face"].set_title(f"#{i}  true: {names[int(self.dataset.labels()[i])]}\nmargin {pred['margin']:.2f}",
+                            fontsize=10)
+        draw_probabilities(a["probs"], pred["probs"], names)
+        draw_probabilities(a["delta"], pred["probs"], names, delta=self.last_delta)
+        a["delta"].set_title(f"{occlude} grey: {names[int(pred['probs'].argmax())]} "
+                             f"{self.last_delta[int(pred['probs'].argmax())]:+.1%}", fontsize=10)
