@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
         p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
         p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="passed to the model, e.g. fc_l2=0.01 (repeatable)")
-        p.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="passed to the loader, e.g. fold=3 or split_mode=character (repeatable)")
+        p.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="passed to the loader, e.g. fold=3, split_mode=character or regions_bug=leftover_image (repeatable)")
         p.add_argument("--recipe-arg", action="append", metavar="KEY=VALUE",
                        help="changes the recipe, e.g. class_weights=balanced or augment.rotate=0 (repeatable)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
