@@ -27,7 +27,20 @@ from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlus
 __all__ = ["AttentionExplorer", "PredictUpload", "PriorBlocksExplorer"]
 
 
-class AttentionExplorer:
+class _FigureWidget:
+    """What the explorers share: ``self.widget`` (the controls and figure) and ``self.figure``, redrawn by ``update``."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # The live widget where a frontend can draw it; the last figure where it cannot (a static view).
+        bundle = dict(self.widget._repr_mimebundle_() or {})
+        bundle["image/svg+xml"] = figure_svg(self.figure)
+        return bundle
+
+    def _changed(self, change) -> None:
+        self.update()
+
+
+class AttentionExplorer(_FigureWidget):
     """Explore one image at a time: the face, its occlusion map, the STN warp, the class probabilities.
 
     ``model``: any fercore model (eval mode is used and the model's mode is restored);
@@ -79,16 +92,7 @@ class AttentionExplorer:
 
         display(self)
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        # The live widget where a frontend can draw it; the last figure where it cannot (a static view).
-        bundle = dict(self.widget._repr_mimebundle_() or {})
-        bundle["image/svg+xml"] = figure_svg(self.figure)
-        return bundle
-
     # ------------------------------------------------------------------ rendering
-    def _changed(self, change) -> None:
-        self.update()
-
     def _patch_changed(self, change) -> None:
         # Lowering the stride's max clamps its value (and would redraw once for that change):
         # hold the stride's redraw and draw once, with both new values.
@@ -253,7 +257,7 @@ class PredictUpload:
         ax_p.set_title(f"face 0: {names[p.argmax()]} {p.max():.0%}", fontsize=10)
 
 
-class PriorBlocksExplorer:
+class PriorBlocksExplorer(_FigureWidget):
     """Prior Attention's blocks for one face at a time: landmarks, boxes, blocks, prediction, occlusion.
 
     ``model``: a model that eats the blocks (``prior_attention``; its ``default_cfg`` names the
@@ -294,14 +298,6 @@ class PriorBlocksExplorer:
         self.last_index = self.last_blocks = self.last_probs = self.last_occluded = self.last_delta = None
         for control in (self.index, self.margin, self.occlude):
             control.observe(self._changed, names="value")
-        self.update()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = dict(self.widget._repr_mimebundle_() or {})
-        bundle["image/svg+xml"] = figure_svg(self.figure)
-        return bundle
-
-    def _changed(self, change) -> None:
         self.update()
 
     def update(self) -> None:
