@@ -227,6 +227,7 @@ def cmd_landmarks(args) -> int:
 
     from .data import load_dataset
     from .faces import dataset_landmarks, landmarks_cache_path
+    from .faces.regions import plausible
 
     cache_dir = False if args.no_cache else args.cache_dir
     dataset = load_dataset(args.dataset, args.data_root, args.split)
@@ -236,15 +237,16 @@ def cmd_landmarks(args) -> int:
     points = dataset_landmarks(dataset, box=args.box, cache_dir=cache_dir, progress=not args.quiet)
     seconds = time.perf_counter() - start
     found = int((~np.isnan(points).any((1, 2))).sum())
+    fits = int(plausible(points, dataset.images.shape[-2:]).sum())  # the check Prior Attention's blocks use
     result = {"dataset": args.dataset, "split": args.split, "box": args.box, "images": len(points),
-              "with_landmarks": found, "without_landmarks": len(points) - found,
+              "with_landmarks": found, "without_landmarks": len(points) - found, "plausible": fits,
               "cache": str(path) if path else None, "from_cache": from_cache, "seconds": round(seconds, 3)}
     if args.json:
         _print_json(result)
     else:
         where = "cache off" if path is None else f"{'loaded from' if from_cache else 'written to'} {path}"
         print(f"{args.dataset} {args.split}: landmarks for {found} of {len(points)} images "
-              f"({args.box} box) in {seconds:.1f} s; {where}")
+              f"({args.box} box, {fits} plausible fits) in {seconds:.1f} s; {where}")
     return 0
 
 
@@ -364,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_notebooks)
 
     p = add("landmarks", "Compute (or load from the cache) dlib's 68 landmarks for every image of a dataset split; "
-                         "prints the cache file, how many images had landmarks, and the seconds taken.")
+                         "prints the cache file, how many images had landmarks, how many of those fits are plausible "
+                         "(fercore.faces.regions.plausible), and the seconds taken.")
     p.add_argument("--dataset", required=True, choices=list_datasets())
     p.add_argument("--data-root", default=default_data_root(), help="folder holding the dataset (default: $FERCORE_DATA or ./data)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"))

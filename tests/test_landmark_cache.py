@@ -167,6 +167,7 @@ def test_cli_computes_then_loads(tmp_path, monkeypatch, capsys):
     first = json.loads(capsys.readouterr().out)
     assert first["images"] == first["with_landmarks"] == 20 and first["without_landmarks"] == 0
     assert first["from_cache"] is False and first["box"] == "whole" and first["seconds"] >= 0
+    assert 0 < first["plausible"] <= 20  # dlib's fits of the synthetic faces, checked as Prior Attention does
     cache = tmp_path / first["cache"].rsplit("/", 1)[-1]
     assert first["cache"] == str(cache) and cache.exists()
     _forbid_dlib(monkeypatch)
@@ -175,7 +176,8 @@ def test_cli_computes_then_loads(tmp_path, monkeypatch, capsys):
     assert second["from_cache"] is True and second["cache"] == first["cache"] and second["with_landmarks"] == 20
     assert main(argv) == 0  # the one-line summary
     line = capsys.readouterr().out
-    assert line.startswith("synthetic val: landmarks for 20 of 20 images (whole box)") and str(cache) in line
+    assert line.startswith(f"synthetic val: landmarks for 20 of 20 images (whole box, {first['plausible']} plausible fits)")
+    assert str(cache) in line
 
 
 def test_cli_missing_data_is_one_clear_line(tmp_path, capsys):
