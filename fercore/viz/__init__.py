@@ -2,11 +2,14 @@
 from .plots import (
     LANDMARK_GROUPS,
     LiveCurve,
+    block_occlusion,
+    block_predictions,
     class_distribution,
     confusion_matrix,
     draw_landmarks,
     learning_curves,
     per_class_recall,
+    prior_blocks,
     sample_grid,
     show_landmarks,
 )
@@ -24,11 +27,12 @@ from .attention import (
     stn_views,
     to_model_input,
 )
-from .widgets import AttentionExplorer
+from .widgets import AttentionExplorer, PriorBlocksExplorer
 
 __all__ = [
     "LANDMARK_GROUPS", "LiveCurve", "class_distribution", "confusion_matrix", "draw_landmarks",
     "learning_curves", "per_class_recall", "sample_grid", "show_landmarks",
+    "prior_blocks", "block_predictions", "block_occlusion", "PriorBlocksExplorer",
     "to_model_input", "model_view", "predict", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
     "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency", "AttentionExplorer",
 ]

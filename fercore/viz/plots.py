@@ -105,7 +105,7 @@ def _grouped_bars(table: dict[str, dict], ax, *, ylabel: str, fmt: str):
     rows = [(group, c, np.nan if v is None else float(v)) for group, row in table.items() for c, v in row.items()]
     groups, x, y = zip(*rows)
     single = len(table) == 1
-    ax = ax or _new_axes((min(12.0, max(6.0, 0.3 * len(classes) * (len(table) + 1))), 4.0))
+    ax = ax or _new_axes((min(12.0, max(6.0, 0.4 * len(classes) * (len(table) + 1))), 4.0))  # room for the class names
     sns.barplot(
         x=list(x), y=list(y), hue=list(x if single else groups), order=classes,
         hue_order=classes if single else list(table), palette="deep", errorbar=None, legend=not single, ax=ax,
