@@ -1,4 +1,4 @@
-"""Losses, one per way of training on FERPlus's crowd votes (Barsoum et al., ICMI 2016, section 3).
+"""Losses: one per way of training on FERPlus's crowd votes (Barsoum et al., ICMI 2016, section 3), and A-Softmax.
 
 Every FERPlus label mode gives the Trainer targets of one shape (fercore.data.ferplus); the loss
 decides what is learnt from them. With ``p = softmax(logits)`` and targets ``t``:
@@ -13,8 +13,16 @@ decides what is learnt from them. With ``p = softmax(logits)`` and targets ``t``
 
 A hard-label target ``(N,)`` is plain cross-entropy in every mode, so a model trained on soft
 targets can be selected on majority-labelled validation faces (``eval_label_mode``).
+
+A-Softmax (SphereFace, Liu et al. 2017) is the last part: ``psi`` and ``a_softmax_logits`` give the
+margin logits that ``fercore.models.heads.ASoftmaxHead`` returns in training, and their
+cross-entropy (``a_softmax_loss``; the Trainer's ``nn.CrossEntropyLoss`` on the head's output) is
+the A-Softmax loss. The margin is computed in the head, not here, because it needs the feature
+norm and the angles, which logits alone do not carry.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -58,3 +66,39 @@ def loss_for(label_mode: str | None, weight: torch.Tensor | None = None) -> nn.M
     if label_mode in (None, "majority", "crossentropy"):
         return nn.CrossEntropyLoss(weight=weight)  # takes class indices and distributions alike
     return LabelModeLoss(label_mode, weight)
+
+
+# ---------------------------------------------------------------- A-Softmax (SphereFace)
+def psi(cos_theta: torch.Tensor, m: int) -> torch.Tensor:
+    """SphereFace's ``psi(theta) = (-1)^k cos(m theta) - 2k`` for ``theta`` in ``[k pi/m, (k+1) pi/m]``.
+
+    ``cos(m theta)`` alone rises again past ``pi/m``; the sign flips and the ``-2k`` steps make
+    ``psi`` continuous and decreasing on ``[0, pi]``, from 1 to ``1 - 2m``. Takes ``cos(theta)``:
+    ``cos(m theta)`` is its Chebyshev polynomial ``T_m`` (as the reference code), whose gradient
+    stays finite at ``cos = +-1`` where that of ``acos`` does not; ``k`` is piecewise constant.
+    """
+    t_prev, t = torch.ones_like(cos_theta), cos_theta
+    for _ in range(m - 1):  # T_{n+1}(c) = 2 c T_n(c) - T_{n-1}(c)
+        t_prev, t = t, 2 * cos_theta * t - t_prev
+    with torch.no_grad():
+        k = (m * torch.acos(cos_theta.clamp(-1, 1)) / math.pi).floor().clamp(max=m - 1)
+    return (1 - 2 * (k % 2)) * t - 2 * k
+
+
+def a_softmax_logits(cos_theta: torch.Tensor, norm: torch.Tensor, targets: torch.Tensor, m: int = 4,
+                     lam=0.0) -> torch.Tensor:
+    """A-Softmax training logits: ``||x|| cos(theta_j)``, the target's blended with its margin logit.
+
+    ``f_y = (lam ||x|| cos(theta_y) + ||x|| psi(theta_y)) / (1 + lam)``: ``lam = 0`` is the full
+    margin, a large ``lam`` plain normalised-weight softmax. ``cos_theta`` is ``(N, K)``, ``norm``
+    the feature norms ``(N, 1)``, ``targets`` class indices ``(N,)``.
+    """
+    c = cos_theta.gather(1, targets[:, None])
+    target = (lam * c + psi(c, m)) / (1 + lam)
+    return norm * cos_theta.scatter(1, targets[:, None], target)
+
+
+def a_softmax_loss(cos_theta: torch.Tensor, norm: torch.Tensor, targets: torch.Tensor, m: int = 4,
+                   lam=0.0) -> torch.Tensor:
+    """The A-Softmax loss: cross-entropy of ``a_softmax_logits``."""
+    return F.cross_entropy(a_softmax_logits(cos_theta, norm, targets, m, lam), targets)

@@ -198,7 +198,9 @@ class Trainer:
         for b, idx in enumerate(bar):
             x, y = self.input(images[idx], self.augment, self.generator), targets[idx]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                logits = self.net(x)
+                # A margin head (A-Softmax) needs the labels to bend the target's logit; going through
+                # self.net keeps DistributedDataParallel's gradient sync. Evaluation calls model(x) alone.
+                logits = self.net(x, y) if getattr(self.model, "takes_targets", False) else self.net(x)
                 loss = self.loss(logits, y)
                 # A model's own regulariser (Deep-Emotion's L2 on its FC weights) is optimised but not
                 # logged: train_loss stays comparable with val_loss.
