@@ -41,8 +41,8 @@ def fer2013_shaped(n: int, seed: int = 0) -> FERDataset:
 class Ceiling:
     """The model's bare training step on one normalised float batch already in memory."""
 
-    def __init__(self, name: str, batch_size: int):
-        self.model = create_model(name).to(memory_format=torch.channels_last).train()
+    def __init__(self, name: str, batch_size: int, model_args: dict):
+        self.model = create_model(name, **model_args).to(memory_format=torch.channels_last).train()
         self.opt = torch.optim.Adam(self.model.parameters(), 1e-3)
         c, h, w = self.model.default_cfg["input_size"]
         self.x = torch.randn(batch_size, c, h, w).contiguous(memory_format=torch.channels_last)
@@ -62,7 +62,8 @@ class TrainerRun:
     """The real Trainer with the recipe's augmentation: one more epoch per ``run``."""
 
     def __init__(self, name: str, recipe, data: FERDataset):
-        self.trainer = Trainer.from_recipe(create_model(name), recipe, device="cpu", out_dir=None, progress=False)
+        model = create_model(name, **recipe.model_args)  # the recipe's width, as train builds it
+        self.trainer = Trainer.from_recipe(model, recipe, device="cpu", out_dir=None, progress=False)
         self.data = data
         self.trainer.fit(data.subset(range(recipe.batch_size * 3)), None, epochs=1)  # warm-up
 
@@ -88,7 +89,7 @@ def main() -> None:
     data = model_regions(data, info.default_cfg(), cache_dir=False, progress=False)  # as train does
     blocks_s = time.perf_counter() - start
     steps = len(data) // recipe.batch_size
-    ceiling, trainer = Ceiling(args.model, recipe.batch_size), TrainerRun(args.model, recipe, data)
+    ceiling, trainer = Ceiling(args.model, recipe.batch_size, recipe.model_args), TrainerRun(args.model, recipe, data)
     # Alternate the two, so that a busy moment on the machine hits both alike; report medians.
     ceilings, trainers = [], []
     for _ in range(args.rounds):
@@ -97,7 +98,7 @@ def main() -> None:
     ceil, train = statistics.median(ceilings), statistics.median(trainers)
     print(json.dumps({
         "model": args.model, "recipe": args.scale, "batch_size": recipe.batch_size, "images": len(data),
-        "augment": recipe.augment, "threads": torch.get_num_threads(), "input": list(data.images.shape[1:]),
+        "augment": recipe.augment, "model_args": recipe.model_args, "threads": torch.get_num_threads(), "input": list(data.images.shape[1:]),
         **({"regions": info.regions, "blocks_s": round(blocks_s, 3)} if info.regions else {}),
         "rounds": args.rounds, "trainer_img_per_s": round(train, 1), "ceiling_img_per_s": round(ceil, 1),
         "trainer_runs": [round(v, 1) for v in trainers], "ceiling_runs": [round(v, 1) for v in ceilings],

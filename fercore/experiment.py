@@ -68,7 +68,7 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
                    recipe_args: dict | None = None) -> dict:
     """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``.
 
-    ``model_args`` go to ``create_model`` (e.g. ``{"fc_l2": 0.01}``), ``data_args`` to every
+    ``model_args`` go to ``create_model`` (e.g. ``{"fc_l2": 0.01}``) over the recipe's, ``data_args`` to every
     ``load_dataset`` call (e.g. ``{"fold": 3}`` for the subject-independent folds of CK+ and JAFFE),
     ``recipe_args`` change the recipe (``Recipe.with_args``: ``{"class_weights": "balanced"}``,
     ``{"augment.rotate": 0}``).
@@ -84,6 +84,7 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     recipe = info.recipe(scale, dataset).with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
     typed_data_args = data_args  # the command line shows what was typed; the run records what was used
     data_args = {**recipe.data_args, **data_args}  # the recipe's dataset settings, then the user's
+    typed_model_args, model_args = model_args, {**recipe.model_args, **model_args}  # likewise the model's
     check_model_args(model, model_args)
     resolve_device(device)
     settings = {"model": model, "dataset": dataset, "scale": scale, "seed": seed, "model_args": model_args,
@@ -94,7 +95,8 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
         return _train_and_report(model, dataset, data_root, recipe, out, scale=scale, epochs=epochs, seed=seed,
                                  device=device, resume=resume, progress=progress, callbacks=callbacks,
                                  model_args=model_args, data_args=data_args, recipe_args=recipe_args,
-                                 typed_data_args=typed_data_args, recipe_name=info.recipe_name(scale, dataset))
+                                 typed_data_args=typed_data_args, typed_model_args=typed_model_args,
+                                 recipe_name=info.recipe_name(scale, dataset))
 
 
 def check_resume_settings(checkpoint, settings: dict) -> None:
@@ -121,7 +123,8 @@ def check_resume_settings(checkpoint, settings: dict) -> None:
 
 
 def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, epochs, seed, device, resume, progress,
-                      callbacks, model_args, data_args, recipe_args, typed_data_args, recipe_name) -> dict:
+                      callbacks, model_args, data_args, recipe_args, typed_data_args, typed_model_args,
+                      recipe_name) -> dict:
     """``run_experiment`` once its arguments are checked and its run folder is held."""
     seed_everything(seed)
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
@@ -149,8 +152,8 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     train_seconds = sum(r["seconds"] for r in history)
     metrics = {
         "model": model, "dataset": dataset, "scale": scale, "seed": seed,
-        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, model_args, typed_data_args,
-                                recipe_args=recipe_args),
+        "command": command_line(model, dataset, data_root, scale, epochs, seed, out, typed_model_args,
+                                typed_data_args, recipe_args=recipe_args),
         "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args,
         "class_weights": trainer.loss.weight.tolist() if getattr(trainer.loss, "weight", None) is not None else None,
         "protocol": {

@@ -3,7 +3,9 @@
 Each model registers ``smoke``, ``standard`` and ``full`` recipes with ``register_model``, and
 may register its own recipes for one dataset (``dataset_recipes``): ``vgg_fer`` on ``ferplus``
 trains the way the Ohlsen report did, with the dataset settings (label mode, classes) that this
-needs in the recipe's ``data_args``. ``ModelInfo.recipe(scale, dataset)`` picks one.
+needs in the recipe's ``data_args``. Likewise ``model_args``: the ResNets' ``smoke`` and ``standard``
+recipes train a narrower network (``width``) than ``full``, through the same code.
+``ModelInfo.recipe(scale, dataset)`` picks one.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class Recipe:
     monitor: str = "val_accuracy"    # validation metric that picks best.pt and drives early stopping
     class_weights: str | None = None  # None | "balanced": cross-entropy weight n / (K * n_k) per class
     data_args: dict = field(default_factory=dict)  # load_dataset settings this recipe trains with; --data-arg overrides each
+    model_args: dict = field(default_factory=dict)  # create_model settings (a ResNet's width); --model-arg overrides each
 
     def __post_init__(self):
         # Each field holds the type its annotation names ("int", "float", "str | None", ...), so a

@@ -115,7 +115,8 @@ def test_model_arguments_follow_the_constructor_to_the_class_it_builds():
     for name in list_models():  # every name listed is one the model really takes
         params = model_arguments(name)
         assert {"num_classes", "in_chans"} <= set(params), name
-        create_model(name, dropout=params["dropout"].default)  # found behind the constructor's **kw
+        defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
+        create_model(name, **defaults)  # those found behind the constructor's **kw too (deepfer's widths)
 
 
 @pytest.mark.parametrize("name, kwargs, message", [

@@ -142,7 +142,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
     return model
 
 
-from . import deep_emotion, prior_attention, simple_cnn, vgg  # noqa: E402,F401
+from . import deep_emotion, prior_attention, resnet, simple_cnn, vgg  # noqa: E402,F401
 
 __all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info", "model_arguments",
            "check_model_args"]
