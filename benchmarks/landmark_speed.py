@@ -21,6 +21,7 @@ import numpy as np
 from fercore.data import load_dataset
 from fercore.faces import dataset_landmarks, predict_landmarks
 from fercore.faces.detect import Box
+from fercore.faces.landmarks import landmark_error
 
 
 def main() -> None:
@@ -44,12 +45,11 @@ def main() -> None:
     if truth is not None:
         found = ~np.isnan(points).any((1, 2))
         dist = np.linalg.norm(points[found] - truth[found], axis=2).mean(1)  # per face
-        iod = np.linalg.norm(truth[found, 36:42].mean(1) - truth[found, 42:48].mean(1), axis=1)
         mean_shape = np.linalg.norm(truth.mean(0) - truth, axis=2).mean()
         result |= {"found": int(found.sum()), "mean_error_px": round(float(dist.mean()), 3),
                    "median_error_px": round(float(np.median(dist)), 3),
                    "p90_error_px": round(float(np.percentile(dist, 90)), 3),
-                   "mean_error_over_interocular": round(float((dist / iod).mean()), 4),
+                   "mean_error_over_interocular": round(float(landmark_error(points[found], truth[found]).mean()), 4),
                    "mean_shape_error_px": round(float(mean_shape), 3)}
     print(json.dumps(result, indent=2))
 

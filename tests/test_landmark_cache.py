@@ -189,3 +189,15 @@ def test_cli_missing_data_is_one_clear_line(tmp_path, capsys):
 def test_cli_help_has_an_example():
     result = subprocess.run([sys.executable, "-m", "fercore", "landmarks", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "example:" in result.stdout and "python -m fercore landmarks" in result.stdout
+
+
+def test_landmark_error_is_the_mean_distance_over_the_inter_ocular_distance():
+    from fercore.faces.landmarks import landmark_error
+
+    truth = np.zeros((2, 68, 2))
+    truth[:, 36:42, 0], truth[:, 42:48, 0] = 10.0, 30.0  # eye centres 20 px apart
+    shifted = truth.copy()
+    shifted[0] += [3.0, 4.0]            # face 0: every point 5 px off
+    shifted[1, 48:68] += [0.0, 10.0]    # face 1: only the mouth, 10 px off
+    np.testing.assert_allclose(landmark_error(shifted, truth), [0.25, 10 * 20 / 68 / 20])
+    np.testing.assert_allclose(landmark_error(shifted, truth, np.r_[48:68]), [0.25, 0.5])

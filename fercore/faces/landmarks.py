@@ -161,3 +161,12 @@ def dataset_landmarks(dataset, *, box: str = "whole", cache_dir=None, progress: 
     if store:
         dataset.meta["landmarks"] = points
     return points
+
+
+def landmark_error(points, truth, idx=slice(None)) -> np.ndarray:
+    """Per-face mean distance of ``points`` from ``truth`` (both ``(N, 68, 2)``) over the landmarks ``idx``,
+    divided by the true inter-ocular distance (eye centres): the usual normalised mean error (NME)."""
+    points, truth = np.asarray(points, float), np.asarray(truth, float)
+    iod = np.linalg.norm(truth[:, 36:42].mean(1) - truth[:, 42:48].mean(1), axis=1)
+    return np.linalg.norm(points[:, idx] - truth[:, idx], axis=2).mean(1) / iod
+
