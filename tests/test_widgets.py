@@ -157,6 +157,24 @@ def test_a_spatial_transformer_adds_the_warp_and_the_model_mode_is_kept():
     assert model.training
 
 
+def test_a_cbam_resnet_has_attention_maps_but_no_warp():
+    # forward_with_attention alone does not make a spatial transformer: CBAM's gates come that way too
+    from fercore.data import load_dataset
+    from fercore.models import create_model
+
+    torch.manual_seed(0)
+    model, data = create_model("resnet18_cbam", width=0.125), load_dataset("synthetic", None, "val", n=2)
+    assert not A.has_stn(model, data.images) and A.has_stn(ZoomSTN(), dataset().images)
+    assert not A.has_stn(linear_model(), dataset().images)
+    ex = AttentionExplorer(model, data, index=1, patch=8, stride=8)
+    assert not ex.has_stn and ex.last_warped is None
+    assert list(ex.axes) == ["image", "occlusion", "probs"]
+    assert tuple(ex.figure.get_size_inches()) == (8.5, 2.9)  # sized for three panels, not five
+    torch.testing.assert_close(ex.last_probs, A.predict(model, data.images[1:2])[0])
+    assert ex.last_map.shape == (44, 44)  # the model's 44-px centre crop of the 48-px face
+    torch.testing.assert_close(ex.last_map, A.occlusion_map(model, data.images[1:2], patch=8, stride=8)[0])
+
+
 def test_display_offers_the_widget_and_a_static_figure(monkeypatch):
     import IPython.display
 

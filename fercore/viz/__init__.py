@@ -17,6 +17,7 @@ from .attention import (
     class_average_maps,
     draw_warp,
     gradient_saliency,
+    has_stn,
     model_view,
     occlusion_map,
     overlay,
@@ -33,6 +34,6 @@ __all__ = [
     "LANDMARK_GROUPS", "LiveCurve", "class_distribution", "confusion_matrix", "draw_landmarks",
     "learning_curves", "per_class_recall", "sample_grid", "show_landmarks",
     "prior_blocks", "block_predictions", "block_occlusion", "PriorBlocksExplorer",
-    "to_model_input", "model_view", "predict", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
+    "to_model_input", "model_view", "predict", "has_stn", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
     "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency", "AttentionExplorer",
 ]

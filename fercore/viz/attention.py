@@ -33,8 +33,8 @@ from ..labels import EMOTIONS
 from ..transforms import ModelInput, evaluating, predict_proba
 
 __all__ = [
-    "to_model_input", "model_view", "predict", "stn_views", "draw_warp", "plot_stn", "occlusion_map", "gradient_saliency",
-    "class_average_maps", "plot_class_maps", "overlay", "plot_saliency",
+    "to_model_input", "model_view", "predict", "has_stn", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
+    "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency",
 ]
 
 
@@ -93,6 +93,19 @@ def _pixels(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """``affine_grid`` coordinates (align_corners=False, [-1, 1], x then y) -> pixel (x, y), centres at integers."""
     scale = torch.tensor([w, h], dtype=grid.dtype, device=grid.device)
     return ((grid + 1) * scale - 1) / 2
+
+
+def has_stn(model: nn.Module, images) -> bool:
+    """Whether ``model`` has a spatial transformer: its ``forward_with_attention`` maps hold ``grid`` or ``theta``.
+
+    Having ``forward_with_attention`` is not enough: CBAM's gates and RAN's weights come that
+    way too. Checked on the first of ``images``.
+    """
+    if not callable(getattr(model, "forward_with_attention", None)):
+        return False
+    with evaluating(model), torch.no_grad():
+        maps = model.forward_with_attention(to_model_input(model, images[:1]))[1]
+    return "grid" in maps or "theta" in maps
 
 
 def stn_views(model: nn.Module, images) -> dict[str, np.ndarray]:

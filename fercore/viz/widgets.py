@@ -22,7 +22,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
 from .plots import OUTLINE, block_predictions, draw_blocks, draw_probabilities, figure_svg, notebook_style
-from .attention import _bare, _class_names, _gray, draw_warp, model_view, occlusion_map, overlay, predict, stn_views
+from .attention import (_bare, _class_names, _gray, draw_warp, has_stn, model_view, occlusion_map, overlay, predict,
+                        stn_views)
 
 __all__ = ["AttentionExplorer", "PredictUpload", "PriorBlocksExplorer"]
 
@@ -66,7 +67,7 @@ class AttentionExplorer(_FigureWidget):
         self.model, self.dataset, self.baseline = model, dataset, baseline
         self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
         size = min(model_view(model, dataset.images[:1]).shape[-2:])
-        self.has_stn = callable(getattr(model, "forward_with_attention", None))
+        self.has_stn = has_stn(model, dataset.images[:1])  # CBAM's ResNets have forward_with_attention, no warp
         self.index = W.IntSlider(value=index, min=0, max=len(dataset) - 1, description="image",
                                  continuous_update=False)
         self.target = W.Dropdown(options=[("predicted", -1)] + [(c, k) for k, c in enumerate(self.classes)],
@@ -114,12 +115,7 @@ class AttentionExplorer(_FigureWidget):
         view = model_view(self.model, image)[0]
         patch = min(patch, *view.shape[-2:])
         heat = occlusion_map(self.model, image, target=target, patch=patch, stride=stride, baseline=self.baseline)[0]
-        warp = None
-        if self.has_stn:
-            try:
-                warp = stn_views(self.model, image)
-            except (TypeError, ValueError):  # a forward_with_attention without a transformer
-                warp = None
+        warp = stn_views(self.model, image) if self.has_stn else None
         self.last_index, self.last_probs, self.last_map, self.last_target = i, probs, heat, target
         self.last_warped = None if warp is None else torch.from_numpy(warp["warped"][0])
         with notebook_style():
