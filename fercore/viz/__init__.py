@@ -1,4 +1,4 @@
-"""Visualization: plots for data, landmarks, training and evaluation; attention maps; widgets (headless-safe)."""
+"""Visualization: plots for data, landmarks, training and evaluation; attention maps; CBAM and A-Softmax; widgets (headless-safe)."""
 from .plots import (
     LANDMARK_GROUPS,
     LiveCurve,
@@ -28,7 +28,17 @@ from .attention import (
     stn_views,
     to_model_input,
 )
-from .widgets import AttentionExplorer, PriorBlocksExplorer
+from .cbam import (
+    angular_margins,
+    cbam_maps,
+    cbam_stages,
+    draw_channel_weights,
+    grad_cam,
+    plot_angular_features,
+    plot_cbam,
+    plot_psi,
+)
+from .widgets import AttentionExplorer, CBAMExplorer, PriorBlocksExplorer
 
 __all__ = [
     "LANDMARK_GROUPS", "LiveCurve", "class_distribution", "confusion_matrix", "draw_landmarks",
@@ -36,4 +46,6 @@ __all__ = [
     "prior_blocks", "block_predictions", "block_occlusion", "PriorBlocksExplorer",
     "to_model_input", "model_view", "predict", "has_stn", "stn_views", "draw_warp", "plot_stn", "occlusion_map",
     "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency", "AttentionExplorer",
+    "cbam_stages", "cbam_maps", "plot_cbam", "draw_channel_weights", "grad_cam", "CBAMExplorer",
+    "plot_psi", "angular_margins", "plot_angular_features",
 ]

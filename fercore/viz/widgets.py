@@ -1,4 +1,4 @@
-"""ipywidgets explorers: pick an image and an occluder, see the prediction and the attention.
+"""ipywidgets explorers: pick an image and an occluder (or a CBAM stage), see the prediction and the attention.
 
 ``AttentionExplorer(model, dataset)`` in a notebook cell shows sliders and one figure that
 redraws when a slider moves. The figure is an SVG placed in an ``ipywidgets.Output``, built
@@ -24,8 +24,9 @@ from matplotlib.ticker import PercentFormatter
 from .plots import OUTLINE, block_predictions, draw_blocks, draw_probabilities, figure_svg, notebook_style
 from .attention import (_bare, _class_names, _gray, draw_warp, has_stn, model_view, occlusion_map, overlay, predict,
                         stn_views)
+from .cbam import cbam_maps, cbam_stages, grad_cam
 
-__all__ = ["AttentionExplorer", "PredictUpload", "PriorBlocksExplorer"]
+__all__ = ["AttentionExplorer", "CBAMExplorer", "PredictUpload", "PriorBlocksExplorer"]
 
 
 class _FigureWidget:
@@ -326,3 +327,82 @@ class PriorBlocksExplorer(_FigureWidget):
         draw_probabilities(a["delta"], pred["probs"], names, delta=self.last_delta)
         a["delta"].set_title(f"{occlude} grey: {names[int(pred['probs'].argmax())]} "
                              f"{self.last_delta[int(pred['probs'].argmax())]:+.1%}", fontsize=10)
+
+
+class CBAMExplorer(_FigureWidget):
+    """CBAM and Grad-CAM for one face at a time: pick the face and the stage whose gates to show.
+
+    ``model``: a fercore ResNet with CBAM (``resnet18_cbam``, ``resnet18_cbam_asoftmax``);
+    ``dataset``: a FERDataset. Controls: the face and the stage (``layer1``..``layer4``; the
+    stage's last block). Panels: the face as the model sees it with its true label; the stage's
+    CBAM spatial gate over it (0 to 1, the same for every class: where this stage looks); Grad-CAM
+    on the last stage for the predicted class (``cbam.grad_cam``: which regions raise that
+    class's score); the stage's largest channel weights (the dashed line is the mean of all
+    its channels); the class probabilities.
+
+    After each render: ``last_index``, ``last_probs`` ``(K,)``, ``last_spatial`` (the gate at
+    its own resolution, ``(h, w)``: 44, 22, 11 or 6 px for a 44-px face), ``last_channel``
+    ``(C,)``, ``last_cam`` ``(H, W)``, ``figure``, ``axes``.
+    """
+
+    def __init__(self, model: nn.Module, dataset, classes=None, index: int = 0, stage: str = "layer4",
+                 top: int = 10):
+        if len(dataset) == 0:
+            raise ValueError("CBAMExplorer needs a dataset with at least one face")
+        stages = list(cbam_stages(model))
+        if stage not in stages:
+            raise ValueError(f"stage must be one of {', '.join(stages)}, got {stage!r}")
+        self.model, self.dataset, self.top = model, dataset, top
+        self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
+        self.index = W.IntSlider(value=index, min=0, max=len(dataset) - 1, description="face", continuous_update=False)
+        self.stage = W.Dropdown(options=stages, value=stage, description="stage")
+        self.output = W.Output()
+        self.widget = W.VBox([W.HBox([self.index, self.stage]), self.output])
+        self.figure = Figure(figsize=(13, 3.0), layout="constrained")
+        self.axes: dict = {}
+        self.last_index = self.last_probs = self.last_spatial = self.last_channel = self.last_cam = None
+        for control in (self.index, self.stage):
+            control.observe(self._changed, names="value")
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the gates, Grad-CAM and the prediction for the current face and stage; redraw."""
+        i, stage = int(self.index.value), self.stage.value
+        image = self.dataset.images[i:i + 1]
+        gates = cbam_maps(self.model, image)[stage]
+        self.last_index, self.last_probs = i, predict(self.model, image)[0]
+        self.last_spatial, self.last_channel = gates["native"][0], gates["channel"][0]
+        self.last_cam = grad_cam(self.model, image)[0]
+        with notebook_style():
+            self._draw(i, model_view(self.model, image)[0], gates)
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"image/svg+xml": figure_svg(self.figure),
+                                         "text/plain": f"<CBAMExplorer face {i} {stage}>"}},)
+
+    def _draw(self, i, view, gates) -> None:
+        names = _class_names(self.classes, len(self.last_probs))
+        pred = int(self.last_probs.argmax())
+        fig = self.figure
+        fig.clear()
+        panels = ["image", "spatial", "gradcam", "channels", "probs"]
+        with sns.axes_style("white"):
+            self.axes = dict(zip(panels, fig.subplots(1, 5, width_ratios=[1, 1, 1, 1.3, 1.5])))
+        a = self.axes
+        data, style = _gray(view)
+        a["image"].imshow(data, **style)
+        _bare(a["image"])
+        a["image"].set_title(f"#{i}  true: {names[int(self.dataset.labels()[i])]}", fontsize=10)
+        overlay(a["spatial"], view, gates["spatial"][0], vmin=0.0, vmax=1.0)
+        h, w = self.last_spatial.shape
+        a["spatial"].set_title(f"CBAM spatial gate\n{gates['block']} ({h}x{w})", fontsize=10)
+        fig.colorbar(a["spatial"].get_images()[-1], ax=a["spatial"], shrink=0.8)
+        overlay(a["gradcam"], view, self.last_cam)
+        a["gradcam"].set_title(f"Grad-CAM {self.model.block_names[-1]}\nfor {names[pred]}", fontsize=10)
+        weights = self.last_channel.numpy()
+        order = np.argsort(weights)[::-1][:self.top]
+        a["channels"].barh(np.arange(len(order)), weights[order], color="tab:purple", gid="channels")
+        a["channels"].axvline(weights.mean(), color="black", ls="--", lw=1, gid="channel_mean")
+        a["channels"].set_yticks(np.arange(len(order)), [f"ch {k}" for k in order])
+        a["channels"].invert_yaxis()
+        a["channels"].set(xlim=(0, 1), title=f"top {len(order)} of {len(weights)} channels")
+        draw_probabilities(a["probs"], self.last_probs.numpy(), names)
