@@ -16,7 +16,9 @@ from pathlib import Path
 EXAMPLES = {
     "train": "example:\n  python -m fercore train --model simple_cnn --dataset synthetic --scale smoke --out runs/smoke\n"
              "  python -m fercore train --model simple_cnn --dataset fer2013 --data-root ~/data --scale standard --out runs/cnn",
-    "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe",
+    "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe\n"
+                "  python -m fercore crossval --model resnet18_fer --dataset ckplus --data-root ~/data --folds 5 "
+                "--init runs/fer/best.pt --epochs 30 --out runs/ck_ft   # fine-tune the FER2013 model",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
                "  python -m fercore predict photo.jpg   # the model shipped with fercore\n"
@@ -81,11 +83,12 @@ def _run_kwargs(args) -> dict:
     return dict(scale=args.scale, epochs=args.epochs, batch_size=args.batch_size, device=args.device, seed=args.seed,
                 out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                 model_args=_key_values(args.model_arg, "--model-arg"), data_args=_key_values(args.data_arg, "--data-arg"),
-                recipe_args=_key_values(args.recipe_arg, "--recipe-arg"))
+                recipe_args=_key_values(args.recipe_arg, "--recipe-arg"), init=args.init)
 
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
+    from .experiment import trained_subjects
     from .faces.regions import model_regions, regions_report
     from .train import Trainer, load_model, read_checkpoint, resolve_device
 
@@ -118,16 +121,6 @@ def cmd_evaluate(args) -> int:
                  "subjects_seen_in_training": overlap,
                  **({"regions": r} if (r := regions_report(**{args.split: dataset})) else {})})
     return 0
-
-
-def trained_subjects(dataset, config: dict, data_root) -> list[str]:
-    """The subjects of ``dataset`` that are also in the training split the checkpoint's ``config`` names."""
-    from .data import load_dataset
-
-    if "subject" not in dataset.meta:
-        return []
-    train = load_dataset(config["dataset"], data_root, "train", **(config.get("data_args") or {}))
-    return sorted(set(dataset.meta["subject"].tolist()) & set(train.meta["subject"].tolist()))
 
 
 def cmd_predict(args) -> int:
@@ -294,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+        p.add_argument("--init", metavar="CHECKPOINT",
+                       help="fine-tune: start from this checkpoint's weights (a best.pt of the same --model) with a fresh "
+                            "optimizer at epoch 0, unlike --resume; the model arguments (width) are the checkpoint's, and "
+                            "a class list other than its own gets a new head that keeps the shared classes' rows")
         p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .data import FERDataset, load_dataset
 from .faces.regions import model_regions, regions_report
 from .models import check_model_args, create_model, get_model_info
 from .runs import barrier, is_main_process, run_folder, write_json
-from .train import Trainer, load_model, read_checkpoint, resolve_device, seed_everything
+from .train import Trainer, init_weights, load_model, read_checkpoint, resolve_device, seed_everything
 
 
 def resolve_dataset(dataset: str, scale: str, real: str = "fer2013", smoke: str = "synthetic") -> str:
@@ -50,12 +51,13 @@ def _kv(flag: str, args: dict | None) -> str:
 
 def command_line(model: str, dataset: str, data_root, scale: str, epochs=None, seed: int = 0, out="runs/run",
                  model_args=None, data_args=None, subcommand: str = "train", folds: int | None = None,
-                 recipe_args=None) -> str:
+                 recipe_args=None, init=None) -> str:
     """The ``python -m fercore`` command that reproduces a run (printed beside every number)."""
     cmd = f"python -m fercore {subcommand} --model {model} --dataset {dataset}"
     if data_root is not None:
         cmd += f" --data-root {data_root}"
     cmd += f" --scale {scale}" + (f" --epochs {epochs}" if epochs else "") + f" --seed {seed}"
+    cmd += f" --init {init}" if init is not None else ""
     cmd += f" --folds {folds}" if folds else ""
     cmd += _kv("--model-arg", model_args) + _kv("--data-arg", data_args) + _kv("--recipe-arg", recipe_args)
     return cmd + f" --out {out}"
@@ -65,13 +67,21 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
                    batch_size: int | None = None, device: str = "auto", seed: int = 0, out="runs/run",
                    resume: bool = False, overwrite: bool = False, progress: bool = True, callbacks=(),
                    model_args: dict | None = None, data_args: dict | None = None,
-                   recipe_args: dict | None = None) -> dict:
+                   recipe_args: dict | None = None, init=None) -> dict:
     """Train ``model`` with its ``scale`` recipe, select on val, test once; write and return ``metrics.json``.
 
     ``model_args`` go to ``create_model`` (e.g. ``{"fc_l2": 0.01}``) over the recipe's, ``data_args`` to every
     ``load_dataset`` call (e.g. ``{"fold": 3}`` for the subject-independent folds of CK+ and JAFFE),
     ``recipe_args`` change the recipe (``Recipe.with_args``: ``{"class_weights": "balanced"}``,
     ``{"augment.rotate": 0}``).
+
+    ``init`` (a checkpoint path) fine-tunes: the model starts from that checkpoint's weights
+    (``fercore.train.init_weights``; a class list other than the checkpoint's gets a new head,
+    keeping the rows of the shared classes), with a fresh optimizer and schedule from epoch 0,
+    unlike ``resume``. The checkpoint must hold the same model; its own model arguments (a ResNet's
+    ``width``) replace the recipe's, and ``model_args`` may change only those that leave every
+    shape as it is (``dropout``). ``metrics.json`` records the file, its sha256, the run it came
+    from and what was loaded (``"init"``).
 
     An ``out`` folder that already holds a run is continued with ``resume=True`` (with the
     settings it was started with; only ``epochs`` may grow) or replaced with ``overwrite=True``;
@@ -84,11 +94,23 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     recipe = info.recipe(scale, dataset).with_overrides(epochs=epochs, batch_size=batch_size).with_args(recipe_args)
     typed_data_args = data_args  # the command line shows what was typed; the run records what was used
     data_args = {**recipe.data_args, **data_args}  # the recipe's dataset settings, then the user's
-    typed_model_args, model_args = model_args, {**recipe.model_args, **model_args}  # likewise the model's
+    typed_model_args = model_args
+    init_ckpt = read_init(init, model) if init is not None else None
+    # The model's arguments: the recipe's, or with --init the checkpoint's own (its width, not the recipe's), then the user's.
+    model_args = {**(init_model_args(init_ckpt) if init_ckpt else recipe.model_args), **model_args}
     check_model_args(model, model_args)
+    if init_ckpt is not None:  # shapes only, with the checkpoint's classes and channels: a wrong width stops here
+        try:
+            with torch.device("meta"):
+                probe = create_model(model, **{**init_ckpt["config"].get("model_kwargs", {}), **model_args})
+                init_weights(probe, init_ckpt, init)
+        except ValueError as err:
+            hint = ("; with --init the model arguments are the checkpoint's: drop the --model-arg that changes a shape"
+                    if typed_model_args else "")
+            raise ValueError(f"--init {err}{hint}") from None
     resolve_device(device)
     settings = {"model": model, "dataset": dataset, "scale": scale, "seed": seed, "model_args": model_args,
-                "data_args": data_args, "recipe": recipe.to_dict()}
+                "data_args": data_args, "recipe": recipe.to_dict(), "init": None if init is None else str(init)}
     with run_folder(out, resume=resume, overwrite=overwrite):
         if resume and (out / "last.pt").exists():
             check_resume_settings(out / "last.pt", settings)
@@ -96,7 +118,48 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
                                  device=device, resume=resume, progress=progress, callbacks=callbacks,
                                  model_args=model_args, data_args=data_args, recipe_args=recipe_args,
                                  typed_data_args=typed_data_args, typed_model_args=typed_model_args,
-                                 recipe_name=info.recipe_name(scale, dataset))
+                                 recipe_name=info.recipe_name(scale, dataset), init=init, init_ckpt=init_ckpt)
+
+
+def read_init(path, model: str) -> dict:
+    """The checkpoint ``init`` names (``fercore.train.read_checkpoint``), checked to hold a ``model``."""
+    try:
+        ckpt = read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as err:  # one line that names the flag too
+        raise type(err)(f"--init: {err}") from None
+    name = (ckpt.get("config") or {}).get("model_name")
+    if name is None:
+        raise ValueError(f"--init {path} does not name its model (config['model_name']): only checkpoints of models "
+                         "built by fercore.models.create_model can initialise a run")
+    if name != model:
+        raise ValueError(f"--init {path} holds a {name} model, not {model}: fine-tuning starts from weights of the same "
+                         f"architecture (pass --model {name}, or train {model} from scratch without --init)")
+    return ckpt
+
+
+def init_model_args(ckpt: dict) -> dict:
+    """The model arguments a checkpoint was built with, but for those the data decides (classes, channels)."""
+    kwargs = (ckpt.get("config") or {}).get("model_kwargs") or {}
+    return {k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans")}
+
+
+def init_source(path, ckpt: dict) -> dict:
+    """Where ``--init``'s weights came from: the file and its sha256, and the run that wrote it."""
+    from .pretrained import sha256_of
+
+    config = ckpt.get("config") or {}
+    return {"checkpoint": str(path), "sha256": sha256_of(path), "model": config.get("model_name"),
+            "model_args": init_model_args(ckpt), "dataset": config.get("dataset"), "data_args": config.get("data_args"),
+            "scale": config.get("scale"), "classes": config.get("classes"), "epoch": ckpt.get("epoch"),
+            "best_epoch": ckpt.get("best_epoch"), "monitor": ckpt.get("monitor"), "best_metric": ckpt.get("best_metric")}
+
+
+def trained_subjects(dataset, config: dict, data_root) -> list[str]:
+    """The subjects of ``dataset`` that are also in the training split the checkpoint's ``config`` names."""
+    if "subject" not in dataset.meta:
+        return []
+    train = load_dataset(config["dataset"], data_root, "train", **(config.get("data_args") or {}))
+    return sorted(set(dataset.meta["subject"].tolist()) & set(train.meta["subject"].tolist()))
 
 
 def check_resume_settings(checkpoint, settings: dict) -> None:
@@ -114,6 +177,10 @@ def check_resume_settings(checkpoint, settings: dict) -> None:
             old = saved.get("recipe") or {}
             changed += [f"recipe {k}: {old[k]!r} -> {v!r}" for k, v in value.items()
                         if k != "epochs" and k in old and old[k] != v]
+        elif key == "init":  # the checkpoint stores what --init loaded; its path is the setting
+            old = (saved.get("init") or {}).get("checkpoint")
+            if old != value:
+                changed.append(f"init: {old!r} -> {value!r}")
         elif key in saved and saved[key] != value:
             changed.append(f"{key}: {saved[key]!r} -> {value!r}")
     if changed:
@@ -124,7 +191,7 @@ def check_resume_settings(checkpoint, settings: dict) -> None:
 
 def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, epochs, seed, device, resume, progress,
                       callbacks, model_args, data_args, recipe_args, typed_data_args, typed_model_args,
-                      recipe_name) -> dict:
+                      recipe_name, init=None, init_ckpt=None) -> dict:
     """``run_experiment`` once its arguments are checked and its run folder is held."""
     seed_everything(seed)
     train = seeded_subset(load_dataset(dataset, data_root, "train", **data_args), recipe.train_subset, seed)
@@ -136,8 +203,22 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     test = model_regions(test, cfg, progress=progress) if test is not None else None
 
     net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1], **model_args)
+    init_record = None
+    if init_ckpt is not None:  # fine-tuning: the checkpoint's weights, a new head where the classes differ
+        try:
+            init_record = {**init_source(init, init_ckpt), **init_weights(net, init_ckpt, init, train.classes)}
+        except ValueError as err:  # the data's channels differ from the checkpoint's (the rest was checked before)
+            raise ValueError(f"--init {err}") from None
+        if init_record["dataset"] == dataset and test is not None and "subject" in test.meta:
+            # e.g. the model of another CK+ fold: it trained on some of this fold's test subjects
+            seen = trained_subjects(test, init_ckpt["config"], data_root)
+            init_record["test_subjects_seen"] = seen
+            if seen and is_main_process():
+                print(f"warning: {len(seen)} test subject(s) of {dataset} ({', '.join(seen[:5])}"
+                      f"{', ...' if len(seen) > 5 else ''}) are in the training split of --init {init} (data args "
+                      f"{init_record['data_args'] or {}}): the test figure is not subject-independent", file=sys.stderr)
     config = {"dataset": dataset, "scale": scale, "seed": seed, "recipe": recipe.to_dict(), "classes": train.classes,
-              "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args}
+              "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args, "init": init_record}
     trainer = Trainer.from_recipe(net, recipe, train, device=device, out_dir=out, seed=seed, config=config,
                                   progress=progress, callbacks=callbacks)
     start = time.perf_counter()
@@ -153,8 +234,8 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     metrics = {
         "model": model, "dataset": dataset, "scale": scale, "seed": seed,
         "command": command_line(model, dataset, data_root, scale, epochs, seed, out, typed_model_args,
-                                typed_data_args, recipe_args=recipe_args),
-        "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args,
+                                typed_data_args, recipe_args=recipe_args, init=init),
+        "model_args": model_args, "data_args": data_args, "recipe_args": recipe_args, "init": init_record,
         "class_weights": trainer.loss.weight.tolist() if getattr(trainer.loss, "weight", None) is not None else None,
         "protocol": {
             "description": train.protocol,
@@ -162,6 +243,7 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
             "selection": f"best {trainer.monitor} on split 'val' ({len(val)} images)",
             "report": (f"split 'test' ({len(test)} images), evaluated once with the best-on-val checkpoint"
                        if test is not None else f"no test split: {test_note}"),
+            **({"init": init_description(init_record)} if init_record else {}),
         },
         "epochs_run": len(history), "best_epoch": trainer.best_epoch, "stopped_early": trainer.stopped_early,
         "val": val_metrics, "test": test_metrics,
@@ -182,12 +264,26 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
     return metrics
 
 
+def init_description(record: dict) -> str:
+    """One line for ``metrics.json``'s protocol: which weights a fine-tuned run started from."""
+    best = f", {record['monitor']} {record['best_metric']:.4f}" if record.get("best_metric") is not None else ""
+    rows = record["class_rows"]
+    head = "every tensor loaded"
+    if rows is not None:
+        head = (f"{record['loaded']} tensors loaded; head {', '.join(record['reinitialised_tensors'])} re-initialised "
+                f"with the rows of {len(rows['kept'])} shared classes kept")
+        head += f", new: {', '.join(rows['new'])}" if rows["new"] else ""
+    return (f"fine-tuned from {record['checkpoint']} ({record['model']} trained on {record['dataset']}, epoch "
+            f"{record['best_epoch']}{best}); {head}")
+
+
 def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10, out="runs/cv", **kw) -> dict:
     """Run ``run_experiment`` on every subject-independent fold; write and return ``out/cv.json``.
 
     Each fold tests on its own held-out subjects and selects its checkpoint on another fold's
     subjects (see fercore.data.folds), so the mean test accuracy never saw a test subject.
-    ``kw`` goes to ``run_experiment`` (scale, epochs, seed, model_args, data_args, ...).
+    ``kw`` goes to ``run_experiment`` (scale, epochs, seed, model_args, data_args, init, ...): with
+    ``init`` every fold starts from that checkpoint's weights.
     """
     out = Path(out)
     if folds < 1:
@@ -207,7 +303,9 @@ def cross_validate(model: str, dataset: str, data_root=None, *, folds: int = 10,
                           "best_epoch": r["best_epoch"], "val_accuracy": r["val"]["accuracy"]} for k, r in enumerate(runs)],
             "command": command_line(model, dataset, data_root, kw.get("scale", "smoke"), kw.get("epochs"),
                                     kw.get("seed", 0), out, kw.get("model_args"), data_args, subcommand="crossval",
-                                    folds=folds, recipe_args=kw.get("recipe_args")),
+                                    folds=folds, recipe_args=kw.get("recipe_args"), init=kw.get("init")),
+            # Every fold starts from the same weights; each fold's metrics.json has the details.
+            "init": {k: v for k, v in runs[0]["init"].items() if k != "test_subjects_seen"} if runs[0]["init"] else None,
         }
         if is_main_process():
             write_json(out / "cv.json", summary)

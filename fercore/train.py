@@ -408,21 +408,86 @@ def _few(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def load_weights(model: nn.Module, state: dict, path) -> None:
-    """``model.load_state_dict(state)``, or a one-line ValueError naming the model and the first differing shapes."""
+def _mismatches(model: nn.Module, state: dict, skip=()) -> list[str]:
+    """What keeps ``state`` from loading into ``model`` (tensors in ``skip`` aside): shapes, missing, unexpected."""
     own = model.state_dict()
     shapes = [f"{k} {list(state[k].shape)} in the file, {list(v.shape)} in the model"
-              for k, v in own.items() if k in state and state[k].shape != v.shape]
+              for k, v in own.items() if k in state and k not in skip and state[k].shape != v.shape]
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
-    if shapes or missing or unexpected:
+    return ([f"shapes differ: {_few(shapes)}"] if shapes else []) + \
+           ([f"missing from the file: {_few(missing)}"] if missing else []) + \
+           ([f"not in the model: {_few(unexpected)}"] if unexpected else [])
+
+
+def load_weights(model: nn.Module, state: dict, path) -> None:
+    """``model.load_state_dict(state)``, or a one-line ValueError naming the model and the first differing shapes."""
+    parts = _mismatches(model, state)
+    if parts:
         name = getattr(model, "model_name", None) or type(model).__name__
         kwargs = getattr(model, "model_kwargs", None)
-        parts = ([f"shapes differ: {_few(shapes)}"] if shapes else []) + \
-                ([f"missing from the file: {_few(missing)}"] if missing else []) + \
-                ([f"not in the model: {_few(unexpected)}"] if unexpected else [])
         raise ValueError(f"{path} holds weights for another architecture than {name}"
                          f"{f'({kwargs})' if kwargs else ''}: {'; '.join(parts)}")
     model.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- fine-tuning: weights from another run
+def class_axes(model: nn.Module) -> dict[str, int]:
+    """The tensors of ``model`` whose shape follows its number of classes (its head), each with the axis that does.
+
+    Found by building the same model with one class more, on the meta device (no memory, no random
+    numbers drawn), and seeing which shapes change: this holds for any head (a Linear's weight and
+    bias, A-Softmax's weight, the last layer of an MLP classifier) and never takes a layer that
+    happens to have K channels for the head. A model not built by ``create_model`` has none.
+    """
+    from .models import create_model
+
+    name, kwargs = getattr(model, "model_name", None), getattr(model, "model_kwargs", None)
+    if name is None or kwargs is None:
+        return {}
+    with torch.device("meta"):
+        probe = create_model(name, **{**kwargs, "num_classes": model.default_cfg["num_classes"] + 1}).state_dict()
+    return {k: next(i for i, (a, b) in enumerate(zip(v.shape, probe[k].shape)) if a != b)
+            for k, v in model.state_dict().items() if k in probe and probe[k].shape != v.shape and probe[k].ndim == v.ndim}
+
+
+def init_weights(model: nn.Module, ckpt: dict, path, classes=None) -> dict:
+    """Initialise ``model`` with the weights of checkpoint ``ckpt`` (read from ``path``), to fine-tune it.
+
+    Weights only, unlike a resume: no optimizer, scheduler, epoch or history. Every parameter and
+    buffer (batch-norm statistics, A-Softmax's iteration counter) is copied, by name. When
+    ``classes`` differs from the checkpoint's class list (``config["classes"]``: other names or
+    another order), the class tensors (``class_axes``) keep the model's fresh initialisation except
+    the rows of the classes both lists hold, copied by class name: FER2013's 7 classes into CK+'s 8
+    keep all rows but contempt's. Any other tensor that does not fit (another width, other
+    channels) is a one-line ValueError naming the file and the model arguments that differ.
+
+    Returns what was done: ``loaded`` (tensors copied whole), ``reinitialised`` (count) and
+    ``reinitialised_tensors`` (names), and the class rows ``kept``, ``new`` and ``dropped``.
+    """
+    state, own = ckpt["model"], model.state_dict()
+    config = ckpt.get("config") or {}
+    source = list(config.get("classes") or [])  # [] (a checkpoint that names none): no row can be matched
+    target = source if classes is None else list(classes)
+    axes = class_axes(model) if source != target else {}
+    parts = _mismatches(model, state, skip=axes)
+    if parts:
+        name = getattr(model, "model_name", None) or type(model).__name__
+        theirs, ours = config.get("model_kwargs") or {}, getattr(model, "model_kwargs", None) or {}
+        args = [f"{k}={theirs.get(k)!r} in the file, {ours.get(k)!r} here" for k in sorted({*theirs, *ours} - {"num_classes"})
+                if theirs.get(k) != ours.get(k)]
+        raise ValueError(f"{path} holds weights of another architecture than this {name}"
+                         f"{f' ({_few(args)})' if args else ''}: {'; '.join(parts)}")
+    shared = [(target.index(c), source.index(c)) for c in target if c in source]
+    dst, src = (torch.tensor(i) for i in zip(*shared)) if shared else (None, None)
+    with torch.no_grad():  # state_dict() tensors share storage with the model's: copying into them sets it
+        for k, v in own.items():
+            if k not in axes:
+                v.copy_(state[k])
+            elif shared:
+                v.index_copy_(axes[k], dst.to(v.device), state[k].index_select(axes[k], src.to(state[k].device)).to(v))
+    return {"loaded": len(own) - len(axes), "reinitialised": len(axes), "reinitialised_tensors": sorted(axes),
+            "class_rows": {"kept": [c for c in target if c in source], "new": [c for c in target if c not in source],
+                           "dropped": [c for c in source if c not in target]} if axes else None}
 
 
 def load_model(checkpoint_path, device="cpu") -> nn.Module:
