@@ -1,6 +1,6 @@
 """Trainer throughput beside the model's raw ceiling, measured in the same run.
 
-    python benchmarks/throughput.py --model simple_cnn [--batch-size 64] [--images 2048] [--rounds 7]
+    python benchmarks/throughput.py --model simple_cnn [--batch-size 64] [--images 2048] [--rounds 7] [--model-arg width=0.5]
 
 Prints one JSON object. ``ceiling_img_per_s`` is the bare forward+backward+optimizer step
 on a normalised float batch already in memory; ``trainer_img_per_s`` is an epoch of the
@@ -21,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from fercore.cli import _key_values  # the parser train uses, so --model-arg reads the same
 from fercore.data import FERDataset
 from fercore.data.synthetic import render_faces
 from fercore.faces.regions import model_regions
@@ -80,10 +81,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                        help="overrides the recipe's model_args, as in train (e.g. width=0.25)")
     args = parser.parse_args()
 
     info = get_model_info(args.model)
     recipe = info.recipes[args.scale].with_overrides(batch_size=args.batch_size)
+    try:
+        model_args = _key_values(args.model_arg, "--model-arg")
+    except ValueError as err:
+        parser.error(str(err))
+    recipe = recipe.with_args({"model_args": {**recipe.model_args, **model_args}})
     data = fer2013_shaped(args.images - args.images % recipe.batch_size)
     start = time.perf_counter()
     data = model_regions(data, info.default_cfg(), cache_dir=False, progress=False)  # as train does

@@ -103,6 +103,18 @@ def test_bad_arguments_are_one_line_value_errors():
         create_model("resnet18_fer", cbam_order="parallel")
 
 
+def test_embed_dim_puts_a_linear_layer_of_that_size_before_the_head():
+    # SphereFace's fc5: notebook 04's A-Softmax lesson draws 2-D features on the circle.
+    x = torch.randn(3, 1, 44, 44)
+    for name in NAMES:
+        model = create_model(name, width=0.125, embed_dim=2).eval()
+        feats, _ = model.features(x)
+        assert feats.shape == (3, 2) and model.head.weight.shape == (7, 2)
+        assert torch.allclose(model(x), model.head(feats))
+        assert n_params(model) == n_params(create_model(name, width=0.125)) - (64 - 2) * model.head.weight.shape[0] + 64 * 2 + 2
+    assert create_model("resnet18_cbam_asoftmax", width=0.125, gamma=1.0).head.gamma == 1.0
+
+
 def test_recipes_one_path_the_paper_at_full_and_a_narrower_net_below():
     infos = [get_model_info(n) for n in NAMES]
     assert all(i.recipes == infos[0].recipes and i.input_size == (1, 44, 44) and i.crop_pct is None for i in infos)

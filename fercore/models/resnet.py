@@ -123,12 +123,14 @@ class ResNetFER(nn.Module):
     """ResNet18 (``layers=(2, 2, 2, 2)``) at ``width``, CBAM in every block when ``cbam``, ``head`` on top.
 
     ``head``: ``"linear"`` or ``"asoftmax"`` (``fercore.models.heads``; ``head_args`` go to it).
+    ``embed_dim``: a linear layer from the pooled features to ``embed_dim`` before the head, as
+    SphereFace's fc5; ``embed_dim=2`` gives features that can be drawn on the circle (notebook 04).
     ``forward(x, targets=None)``: the A-Softmax head uses ``targets`` in training (``takes_targets``).
     """
 
     def __init__(self, num_classes: int = 7, in_chans: int = 1, width: float = 1.0, cbam: bool = False,
                  cbam_order: str = "channel_first", reduction: int = 16, head: str = "linear", head_args=None,
-                 layers=(2, 2, 2, 2)):
+                 layers=(2, 2, 2, 2), embed_dim: int | None = None):
         super().__init__()
         if not width > 0:
             raise ValueError(f"width multiplies the channels 64-128-256-512 and must be > 0, got {width!r}")
@@ -145,7 +147,8 @@ class ResNetFER(nn.Module):
                 c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         self.block_names = [f"layer{s + 1}.{i}" for s, n in enumerate(layers) for i in range(n)]
-        self.head = build_head(head, c_in, num_classes, **(head_args or {}))
+        self.embed = nn.Linear(c_in, embed_dim) if embed_dim else nn.Identity()
+        self.head = build_head(head, embed_dim or c_in, num_classes, **(head_args or {}))
         for m in self.modules():  # He initialisation, as the official code and torchvision
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -156,12 +159,12 @@ class ResNetFER(nn.Module):
         return self.head.takes_targets
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Pooled features ``(N, C)`` and every block's CBAM gates."""
+        """Pooled features ``(N, C)`` (``(N, embed_dim)`` with an embedding) and every block's CBAM gates."""
         x, maps = self.stem(x), {}
         for name, block in zip(self.block_names, self.blocks):
             x, gates = block(x)
             maps.update({f"{name}.{k}": v for k, v in gates.items()})
-        return x.mean((2, 3)), maps  # global average pooling (module docstring)
+        return self.embed(x.mean((2, 3))), maps  # global average pooling (module docstring)
 
     def forward_with_attention(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Logits and the CBAM gates by block: ``"layer1.0.channel"`` ``(N, C)``, ``"layer1.0.spatial"`` ``(N, H, W)``.
@@ -188,31 +191,33 @@ _SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, scheduler=
 _RECIPES = {
     "smoke": Recipe(epochs=6, batch_size=32, optimizer="adam", lr=2e-3, scheduler="cosine", augment=_AUG,
                     train_subset=1600, val_subset=300, model_args={"width": 0.125}),
-    # PROVISIONAL until measured on FER2013: width 0.5 (about a quarter of width 1's compute) for 10 epochs
-    # is meant to finish in about an hour on this 2-core CPU.
-    "standard": Recipe(epochs=10, batch_size=64, model_args={"width": 0.5}, **_SGD),
+    # Trainer speed here, 2 threads, batch 64 (benchmarks/throughput.py --scale standard --model-arg width=W):
+    # resnet18_fer 26 / 80 / 256 img/s and resnet18_cbam_asoftmax 23 / 61 / 153 img/s at width 1 / 0.5 / 0.25.
+    # An hour buys 7 FER2013 epochs at width 0.5 or 15+ at 0.25: 15 epochs at 0.25 (about 50 min with CBAM).
+    "standard": Recipe(epochs=15, batch_size=64, model_args={"width": 0.25}, **_SGD),
     "full": Recipe(epochs=300, batch_size=64, **_SGD),
 }
 _CFG = dict(input_size=(1, 44, 44), recipes=_RECIPES)
 
 
 @register_model(**_CFG)
-def resnet18_fer(num_classes: int = 7, in_chans: int = 1, width: float = 1.0) -> ResNetFER:
+def resnet18_fer(num_classes: int = 7, in_chans: int = 1, width: float = 1.0, embed_dim: int | None = None) -> ResNetFER:
     """ResNet18 for 44-px faces, no attention, linear head: 11.2 M parameters at width 1."""
-    return ResNetFER(num_classes, in_chans, width)
+    return ResNetFER(num_classes, in_chans, width, embed_dim=embed_dim)
 
 
 @register_model(**_CFG)
 def resnet18_cbam(num_classes: int = 7, in_chans: int = 1, width: float = 1.0, cbam_order: str = "channel_first",
-                  reduction: int = 16) -> ResNetFER:
+                  reduction: int = 16, embed_dim: int | None = None) -> ResNetFER:
     """ResNet18 with CBAM in every block (Woo et al. 2018), linear head."""
-    return ResNetFER(num_classes, in_chans, width, cbam=True, cbam_order=cbam_order, reduction=reduction)
+    return ResNetFER(num_classes, in_chans, width, cbam=True, cbam_order=cbam_order, reduction=reduction,
+                     embed_dim=embed_dim)
 
 
 @register_model(**_CFG)
 def resnet18_cbam_asoftmax(num_classes: int = 7, in_chans: int = 1, width: float = 1.0,
                            cbam_order: str = "channel_first", reduction: int = 16, m: int = 4,
-                           lambda_min: float = 5.0) -> ResNetFER:
+                           lambda_min: float = 5.0, gamma: float = 0.12, embed_dim: int | None = None) -> ResNetFER:
     """ResNet18 with CBAM and SphereFace's A-Softmax head (margin ``m``, lambda annealed to ``lambda_min``)."""
     return ResNetFER(num_classes, in_chans, width, cbam=True, cbam_order=cbam_order, reduction=reduction,
-                     head="asoftmax", head_args={"m": m, "lambda_min": lambda_min})
+                     head="asoftmax", head_args={"m": m, "lambda_min": lambda_min, "gamma": gamma}, embed_dim=embed_dim)
