@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fercore.losses import a_softmax_logits, a_softmax_loss, psi
-from fercore.models.heads import ASoftmaxHead, LinearHead, build_head
+from fercore.models.heads import ASoftmaxHead, LinearHead, build_head, fit_embedding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,18 +95,12 @@ def _toy_run(head: nn.Module, seed: int, k: int = 6, steps: int = 300) -> tuple[
     Returns (degrees) the smallest angle between class centres of the features and the smallest
     angle between two features of different classes.
     """
-    torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(100 * k) % k
     angles = torch.arange(k) * 2 * math.pi / k
     x = 3 * torch.stack([angles.cos(), angles.sin()], 1)[y] + 0.4 * torch.randn(len(y), 2, generator=g)
-    body = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2))
-    opt = torch.optim.Adam([*body.parameters(), *head.parameters()], lr=1e-2)
-    for _ in range(steps):
-        loss = F.cross_entropy(head(body(x), y), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    body = fit_embedding(x, y, head, steps=steps, seed=seed)
+    assert not body.training and not head.training
     with torch.no_grad():
         f = F.normalize(body(x), dim=1)
         centres = F.normalize(torch.stack([f[y == c].mean(0) for c in range(k)]), dim=1)

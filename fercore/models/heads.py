@@ -89,6 +89,30 @@ class ASoftmaxHead(nn.Module):
                 f"lambda=max({self.lambda_min:g}, {self.base:g} * (1 + {self.gamma:g} it) ** -{self.power:g})")
 
 
+def fit_embedding(features: torch.Tensor, labels: torch.Tensor, head: nn.Module, steps: int = 300, lr: float = 1e-2,
+                  hidden: int = 32, seed: int = 0) -> nn.Module:
+    """Train a small MLP from ``features`` ``(N, D)`` to the head's input size, with ``head``, on cross-entropy.
+
+    The A-Softmax lesson of notebook 04 (and ``tests/test_heads.py``'s toy): with a 2-D feature
+    layer the features can be drawn on the circle, and two runs that differ only in ``head``
+    (``LinearHead(2, K)`` or ``ASoftmaxHead(2, K, ...)``) show what the margin does. Full-batch Adam
+    on fixed features (a toy's points, or a trained backbone's pooled features) takes seconds.
+    Returns the MLP; ``head`` is trained in place; both are left in eval mode.
+    """
+    torch.manual_seed(seed)
+    body = nn.Sequential(nn.Linear(features.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, head.weight.shape[1]))
+    opt = torch.optim.Adam([*body.parameters(), *head.parameters()], lr=lr)
+    body.train(), head.train()
+    for _ in range(steps):
+        loss = F.cross_entropy(head(body(features), labels), labels)  # the head bends the target's logit
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    body.eval(), head.eval()
+    return body
+
+
 HEADS = {"linear": LinearHead, "asoftmax": ASoftmaxHead}
 
 
