@@ -328,15 +328,29 @@ def sweep(model: str, dataset: str, data_root=None, *, param: str, values, out="
     return {"param": param, "rows": rows, "best": best, "metrics": runs[best], "out": str(Path(out) / f"{param}={best}")}
 
 
+def _variant(paper: dict, m: dict) -> str:
+    """The paper key's third part (``"cbam_order=parallel"``) that this run's ``model_args`` match, else ""."""
+    args = m.get("model_args") or {}
+    for key in paper:
+        if len(key) == 3 and key[:2] == (m["model"], m["dataset"]):
+            name, _, value = key[2].partition("=")
+            if name in args and str(args[name]) == value:
+                return key[2]
+    return ""
+
+
 def paper_table(paper: dict, runs) -> list[dict]:
     """The closing table of a notebook: the paper's figure beside ours, with command and scale.
 
-    ``paper``: ``{(model, dataset): accuracy %}``; ``runs``: ``(metrics, source)`` pairs, each a
+    ``paper``: ``{(model, dataset): accuracy %}``, or ``(model, dataset, "ARG=VALUE")`` for a
+    variant of one model that the paper reports apart (``"cbam_order=parallel"``: a run whose
+    ``model_args`` hold it); ``runs``: ``(metrics, source)`` pairs, each a
     ``metrics.json`` (test accuracy when the run had a test split, else val) or a ``cv.json``
-    (mean test accuracy over folds). A paper figure with no run gets a "not run" row and the
-    command that would produce it.
+    (mean test accuracy over folds). A run that carries ``tta`` results (``{"ten_crop":
+    evaluate's output on the same split}``) fills a column for each. A paper figure with no run
+    gets a "not run" row and the command that would produce it.
     """
-    rows = []
+    rows, ttas = [], sorted({t for m, _ in runs for t in (m.get("tta") or {})})
     for m, source in runs:
         if "test_accuracy_mean" in m:  # a cv.json: mean ± std over the folds' test splits
             leaky = "LEAKY" in m.get("protocol", "")
@@ -347,17 +361,25 @@ def paper_table(paper: dict, runs) -> list[dict]:
         else:
             split = "test" if m.get("test") else "val"
             acc, epochs = m[split]["accuracy"], f'{m["epochs_run"]} ({m["best_epoch"]})'
-        rows.append({"model": m["model"], "dataset": m["dataset"], "paper %": paper.get((m["model"], m["dataset"]), "—"),
-                     "ours %": acc if isinstance(acc, str) else round(100 * acc, 1), "split": split, "scale": m.get("scale", "—"),
-                     "epochs (best)": epochs, "source": source, "command": m["command"]})
+        variant = _variant(paper, m)
+        key = (m["model"], m["dataset"], variant) if variant else (m["model"], m["dataset"])
+        rows.append({"model": m["model"] + (f" ({variant})" if variant else ""), "dataset": m["dataset"],
+                     "paper %": paper.get(key, "—"), "ours %": acc if isinstance(acc, str) else round(100 * acc, 1),
+                     **{f"{t} %": round(100 * m["tta"][t]["accuracy"], 1) if t in (m.get("tta") or {}) else "—"
+                        for t in ttas},
+                     "split": split, "scale": m.get("scale", "—"), "epochs (best)": epochs, "source": source,
+                     "command": m["command"]})
     done = {(r["model"], r["dataset"]) for r in rows}
-    for (model, dataset), figure in paper.items():
-        if (model, dataset) not in done:
+    for key, figure in paper.items():
+        model, dataset, variant = (*key, "")[:3]
+        shown = model + (f" ({variant})" if variant else "")
+        if (shown, dataset) not in done:
             verb = "crossval" if dataset in ("ckplus", "jaffe") else "train"  # subject-independent folds
-            rows.append({"model": model, "dataset": dataset, "paper %": figure, "ours %": "not run", "split": "—",
-                         "scale": "—", "epochs (best)": "—", "source": "—",
-                         "command": f"python -m fercore {verb} --model {model} --dataset {dataset} --data-root DATA "
-                                    f"--scale standard --out runs/{model}_{dataset}"})
+            arg = f" --model-arg {variant}" if variant else ""
+            rows.append({"model": shown, "dataset": dataset, "paper %": figure, "ours %": "not run",
+                         **{f"{t} %": "—" for t in ttas}, "split": "—", "scale": "—", "epochs (best)": "—",
+                         "source": "—", "command": f"python -m fercore {verb} --model {model} --dataset {dataset} "
+                                                   f"--data-root DATA --scale standard{arg} --out runs/{model}_{dataset}"})
     return rows
 
 

@@ -73,6 +73,26 @@ def test_paper_table_reports_test_else_val_folds_and_not_run():
     assert len(rows) == 4
 
 
+def test_paper_table_matches_a_variant_by_model_args_and_shows_ten_crop():
+    from fercore.experiment import paper_table
+    run = lambda order, acc, tta=None: {"model": "r", "dataset": "fer2013", "val": {"accuracy": acc}, "test": None,
+                                        "epochs_run": 15, "best_epoch": 15, "scale": "standard", "command": f"cmd {order}",
+                                        "model_args": {"width": 0.25, **({"cbam_order": order} if order else {})},
+                                        **({"tta": {"ten_crop": {"accuracy": tta}}} if tta else {})}
+    paper = {("r", "fer2013"): 73.5, ("r", "fer2013", "cbam_order=spatial_first"): 73.4,
+             ("r", "fer2013", "cbam_order=parallel"): 73.2}
+    rows = paper_table(paper, [(run(None, 0.6, 0.62), "a"), (run("spatial_first", 0.59), "b"),
+                               (run("channel_first", 0.61), "c")])
+    by = {r["command"]: r for r in rows}
+    assert by["cmd None"]["paper %"] == 73.5 and by["cmd None"]["ten_crop %"] == 62.0 and by["cmd None"]["model"] == "r"
+    assert by["cmd spatial_first"]["paper %"] == 73.4 and by["cmd spatial_first"]["model"] == "r (cbam_order=spatial_first)"
+    assert by["cmd spatial_first"]["ten_crop %"] == "—"
+    assert by["cmd channel_first"]["paper %"] == 73.5  # the default order, typed: the model's own figure
+    missing = [r for r in rows if r["ours %"] == "not run"]
+    assert [r["model"] for r in missing] == ["r (cbam_order=parallel)"] and "--model-arg cbam_order=parallel" in missing[0]["command"]
+    assert paper_table({("r", "fer2013"): 1.0}, [(run(None, 0.5), "a")])[0].keys() == rows[0].keys() - {"ten_crop %"}
+
+
 def test_recipe_arg_on_the_command_line_weights_classes_and_is_recorded(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--out", str(out),
