@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fercore.cli import main
+from tests.cli_helpers import cli, one_error_line
 
 
 def run_cli(capsys, *argv) -> tuple[int, dict | None, str]:
@@ -167,22 +168,6 @@ def test_model_arg_without_equals_sign_is_a_clear_error(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- issue 10: run folders, resume, evaluate, errors
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``python -m fercore ARGV``, argparse's own errors included."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
-
-
 TRAIN = ("train", "--model", "simple_cnn", "--dataset", "synthetic", "--epochs", "1", "--quiet")
 
 

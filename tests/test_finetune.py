@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fercore.cli import main
+from tests.cli_helpers import cli, one_error_line
 from fercore.experiment import run_experiment
 from fercore.labels import EMOTIONS, EMOTIONS_7
 from fercore.models import create_model, list_models
@@ -24,21 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 WIDTH = 0.0625  # not the smoke recipe's 0.125: a fine-tuned run must take the checkpoint's width
 HEAD = ["head.bias", "head.weight"]
 CK_ARGS = ("--data-arg", "folds=3")
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def train(out, *args, model="resnet18_fer", dataset="synthetic"):
