@@ -96,14 +96,21 @@ def run_experiment(model: str, dataset: str, data_root=None, *, scale: str = "sm
     data_args = {**recipe.data_args, **data_args}  # the recipe's dataset settings, then the user's
     typed_model_args = model_args
     init_ckpt = read_init(init, model) if init is not None else None
+    backbone = init_ckpt is not None and init_ckpt["config"]["model_name"] != model  # RAN from a ResNet's weights
     # The model's arguments: the recipe's, or with --init the checkpoint's own (its width, not the recipe's), then the user's.
-    model_args = {**(init_model_args(init_ckpt) if init_ckpt else recipe.model_args), **model_args}
+    if backbone:
+        model_args = {**recipe.model_args, **backbone_model_args(init_ckpt, info), **model_args}
+    else:
+        model_args = {**(init_model_args(init_ckpt) if init_ckpt else recipe.model_args), **model_args}
     check_model_args(model, model_args)
     if init_ckpt is not None:  # shapes only, with the checkpoint's classes and channels: a wrong width stops here
         try:
             with torch.device("meta"):
-                probe = create_model(model, **{**init_ckpt["config"].get("model_kwargs", {}), **model_args})
-                init_weights(probe, init_ckpt, init)
+                if backbone:
+                    create_model(model, **model_args).backbone_tensors(init_ckpt["model"])
+                else:
+                    probe = create_model(model, **{**init_ckpt["config"].get("model_kwargs", {}), **model_args})
+                    init_weights(probe, init_ckpt, init)
         except ValueError as err:
             hint = ("; with --init the model arguments are the checkpoint's: drop the --model-arg that changes a shape"
                     if typed_model_args else "")
@@ -131,10 +138,19 @@ def read_init(path, model: str) -> dict:
     if name is None:
         raise ValueError(f"--init {path} does not name its model (config['model_name']): only checkpoints of models "
                          "built by fercore.models.create_model can initialise a run")
-    if name != model:
+    backbones = get_model_info(model).backbones
+    if name != model and name not in backbones:
+        also = f" or, for its backbone, of {', '.join(backbones)}" if backbones else ""
         raise ValueError(f"--init {path} holds a {name} model, not {model}: fine-tuning starts from weights of the same "
-                         f"architecture (pass --model {name}, or train {model} from scratch without --init)")
+                         f"architecture{also} (pass --model {name}, or train {model} from scratch without --init)")
     return ckpt
+
+
+def backbone_model_args(ckpt: dict, info) -> dict:
+    """The model arguments that make ``info``'s backbone fit a checkpoint of one of its ``backbones``: its width."""
+    config = ckpt.get("config") or {}
+    width = (config.get("model_kwargs") or {}).get("width", 1.0)
+    return {"width": width, **info.backbones[config["model_name"]]}
 
 
 def init_model_args(ckpt: dict) -> dict:
@@ -204,7 +220,10 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
 
     net = create_model(model, num_classes=train.num_classes, in_chans=train.images.shape[1], **model_args)
     init_record = None
-    if init_ckpt is not None:  # fine-tuning: the checkpoint's weights, a new head where the classes differ
+    if init_ckpt is not None and init_ckpt["config"]["model_name"] != model:  # a backbone from another model's run
+        loaded = net.load_backbone(init_ckpt["model"])
+        init_record = {**init_source(init, init_ckpt), "backbone": True, "loaded": len(loaded), "reinitialised": None}
+    elif init_ckpt is not None:  # fine-tuning: the checkpoint's weights, a new head where the classes differ
         try:
             init_record = {**init_source(init, init_ckpt), **init_weights(net, init_ckpt, init, train.classes)}
         except ValueError as err:  # the data's channels differ from the checkpoint's (the rest was checked before)
@@ -267,9 +286,11 @@ def _train_and_report(model, dataset, data_root, recipe, out: Path, *, scale, ep
 def init_description(record: dict) -> str:
     """One line for ``metrics.json``'s protocol: which weights a fine-tuned run started from."""
     best = f", {record['monitor']} {record['best_metric']:.4f}" if record.get("best_metric") is not None else ""
-    rows = record["class_rows"]
+    rows = record.get("class_rows")
     head = "every tensor loaded"
-    if rows is not None:
+    if record.get("backbone"):
+        head = f"its {record['loaded']} backbone tensors loaded (head and attention new)"
+    elif rows is not None:
         head = (f"{record['loaded']} tensors loaded; head {', '.join(record['reinitialised_tensors'])} re-initialised "
                 f"with the rows of {len(rows['kept'])} shared classes kept")
         head += f", new: {', '.join(rows['new'])}" if rows["new"] else ""

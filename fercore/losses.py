@@ -102,3 +102,20 @@ def a_softmax_loss(cos_theta: torch.Tensor, norm: torch.Tensor, targets: torch.T
                    lam=0.0) -> torch.Tensor:
     """The A-Softmax loss: cross-entropy of ``a_softmax_logits``."""
     return F.cross_entropy(a_softmax_logits(cos_theta, norm, targets, m, lam), targets)
+
+
+def region_biased_loss(mu: torch.Tensor, margin: float = 0.1, face_index: int = -1) -> torch.Tensor:
+    """RAN's region-biased loss (Wang et al., TIP 2020): ``mean(max(0, margin - (max_i mu_crop_i - mu_face)))``.
+
+    ``mu`` ``(N, K)`` holds each region's self-attention weight, the whole face at ``face_index``
+    (the last, as in the authors' code). The loss asks that the most attended crop outweigh the
+    whole face by ``margin``, so the network must find at least one region more telling than the
+    face; it is zero once it does. The report and the authors' FERPlus code use 0.1, their
+    AffectNet code 0.03. ``fercore.models.ran.RAN.penalty`` adds it to the classification loss
+    (whatever the label mode), with weight 1 as in the authors' ``train_attention_rank_loss.py``.
+    """
+    if mu.ndim != 2 or mu.shape[1] < 2:
+        raise ValueError(f"expected region weights (N, K) with K >= 2 (crops and the face), got shape {tuple(mu.shape)}")
+    face = mu[:, face_index]
+    crops = torch.cat([mu[:, :face_index % mu.shape[1]], mu[:, face_index % mu.shape[1] + 1:]], 1)
+    return F.relu(margin - (crops.amax(1) - face)).mean()

@@ -1,4 +1,4 @@
-"""Face regions cut with 68 landmarks: the blocks of Prior Attention (RAN's crops will join them).
+"""Face regions: the landmark blocks of Prior Attention, and the crops of the Region Attention Network.
 
 **Prior Attention** (Turner & Gat, "Facial Expression Recognition Using Prior Attention", 2022)
 attends before the network: two blocks are cut out of the face, brows+eyes (iBUG points 17-26
@@ -33,6 +33,16 @@ counterpart ``face_regions(faces, points, cfg)`` does the same for aligned faces
 video path and the widgets, with the points moved into the aligned face by ``aligned_points``. Both
 cut with ``cut_blocks``. A face from a photo always has dlib's fit (the detector found it), so it
 is cut at its own points, plausible or not.
+
+**RAN's crops** (Wang et al., "Region Attention Networks for Pose and Occlusion Robust Facial
+Expression Recognition", TIP 2020) are cut inside the model, batched, from the face tensor it is
+given (after augmentation, on the training device), so the dataset, the ten-crop test and
+``predict`` need nothing new. ``RAN_CROPS`` holds the paper's fixed set as fractions of the face:
+top-left, top-right and centre-down crops of 0.75 of the side, and two centre crops of 0.9 and 0.85,
+then the whole face, last as in the authors' code. The authors cut theirs from files with a script
+they did not publish; these are the paper's description. ``landmark_boxes`` gives the alternative,
+squares centred on the eyes, the nose and the mouth. ``crop_regions`` cuts and resizes any boxes
+with torchvision's ``roi_align``.
 """
 from __future__ import annotations
 
@@ -57,6 +67,20 @@ AUTHORS_BUGS = {
     "leftover_image": "every face's blocks cut from one leftover image (the dataset's last) at that face's landmarks",
     "top_from_rightmost": "a box's top edge at the y of its right-most point, not its smallest y",
 }
+
+
+# RAN's fixed crops: (left, top, right, bottom) as fractions of the face; the whole face last.
+RAN_CROPS = {
+    "top_left": (0.0, 0.0, 0.75, 0.75),
+    "top_right": (0.25, 0.0, 1.0, 0.75),
+    "centre_down": (0.125, 0.25, 0.875, 1.0),
+    "centre_90": (0.05, 0.05, 0.95, 0.95),
+    "centre_85": (0.075, 0.075, 0.925, 0.925),
+    "face": (0.0, 0.0, 1.0, 1.0),
+}
+# RAN's landmark-centred crops: iBUG points whose centre each square is centred on
+LANDMARK_CROPS = {"right_eye": np.r_[36:42], "left_eye": np.r_[42:48], "nose": np.r_[27:36], "mouth": np.r_[48:68]}
+LANDMARK_CROP_SIDE = 0.5  # of the face size: an eye's square holds the eye and its brow
 
 
 def check_bugs(bugs) -> tuple[str, ...]:
@@ -137,6 +161,46 @@ def aligned_points(points, size: int) -> np.ndarray:
     """``points`` (68, 2) of a photo in the coordinates of the face ``align_face(photo, points, size)`` cuts."""
     p, m = _check_points(points), alignment_matrix(points, size)
     return (p @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def ran_boxes(n: int, height: int, width: int, crops=None, device=None) -> torch.Tensor:
+    """Pixel boxes ``(n, K, 4)`` (x0, y0, x1, y1) of ``crops`` (default ``RAN_CROPS``) in ``height`` x ``width`` faces.
+
+    Continuous coordinates, pixel ``i`` spanning ``[i, i + 1)``: ``(0, 0, W, H)`` is the whole face
+    (``crop_regions``' convention, roi_align's ``aligned=True``).
+    """
+    frac = torch.tensor(list((crops or RAN_CROPS).values()), dtype=torch.float32, device=device)
+    return (frac * torch.tensor([width, height, width, height], dtype=torch.float32, device=device)).expand(n, -1, -1)
+
+
+def landmark_boxes(points, height: int, width: int, side: float = LANDMARK_CROP_SIDE) -> torch.Tensor:
+    """Squares ``(N, 5, 4)`` of ``side`` x the face size centred on each of ``LANDMARK_CROPS``, then the whole face.
+
+    ``points`` (N, 68, 2) in the faces' pixel coordinates (pixel centres at integers, dlib's
+    convention); the boxes are in ``crop_regions``' (pixel ``i`` spans ``[i, i + 1)``), may reach
+    outside the face (roi_align reads zeros there) and are float32 like ``ran_boxes``.
+    """
+    p = _check_points(points).reshape(-1, 68, 2)
+    half = (side * face_size(p) / 2)[:, None, None]
+    centres = np.stack([p[:, idx].mean(1) for idx in LANDMARK_CROPS.values()], 1) + 0.5
+    boxes = np.concatenate([centres - half, centres + half], -1)
+    whole = np.broadcast_to(np.array([0, 0, width, height], np.float32), (len(p), 1, 4))
+    return torch.from_numpy(np.concatenate([boxes, whole], 1).astype(np.float32))
+
+
+def crop_regions(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The regions ``boxes`` (N, K, 4) of faces ``x`` (N, C, H, W), each resized to ``size``: ``(N, K, C, size, size)``.
+
+    torchvision's ``roi_align`` (bilinear, adaptive sampling: a region shrunk to half its side
+    averages 2x2 samples per output pixel; one the output's size is copied exactly), batched on
+    ``x``'s device, differentiable with respect to ``x``.
+    """
+    from torchvision.ops import roi_align
+
+    n, k = boxes.shape[:2]
+    out = roi_align(x, list(boxes.to(x.dtype).unbind(0)), output_size=size, spatial_scale=1.0, sampling_ratio=-1,
+                    aligned=True)
+    return out.view(n, k, x.shape[1], size, size)
 
 
 def face_regions(faces, points, cfg: dict, margin: float = MARGIN) -> torch.Tensor:

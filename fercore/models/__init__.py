@@ -26,6 +26,7 @@ class ModelInfo:
     dataset_recipes: dict[str, dict[str, Recipe]] = field(default_factory=dict)  # dataset -> scale -> recipe
     regions: str | None = None  # the face regions the model eats instead of the face (fercore.faces.regions)
     crop_pct: float | None = None  # resize faces to input_size / crop_pct before the centre crop (ModelInput)
+    backbones: dict[str, dict] = field(default_factory=dict)  # models whose checkpoints can start its backbone
 
     def recipe(self, scale: str, dataset: str | None = None) -> Recipe:
         """The recipe for ``scale``: this model's own for ``dataset`` if it has one, else its general one."""
@@ -46,13 +47,16 @@ MODELS: dict[str, ModelInfo] = {}
 
 
 def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0.5,), recipes=None,
-                   dataset_recipes=None, regions=None, crop_pct=None):
+                   dataset_recipes=None, regions=None, crop_pct=None, backbones=None):
     """Decorator: register ``fn`` under its function name with its config and recipes.
 
     ``dataset_recipes`` (``{"ferplus": {"smoke": ..., "standard": ..., "full": ...}}``) are used
     instead of ``recipes`` when the model trains on that dataset. ``regions`` names the face
     regions the model eats (``"prior_attention"``: ``fercore.faces.regions.model_regions`` turns a
     dataset's faces into them); ``crop_pct=1.0`` resizes whole faces to ``input_size``.
+    ``backbones`` (``{"resnet18_cbam": {"cbam": True}}``) names the models whose checkpoints can start
+    this model's backbone through ``train --init`` (the model's ``load_backbone``), each with the model
+    arguments that make the backbone fit it; their ``width`` is the checkpoint's.
     """
 
     def wrap(fn):
@@ -62,7 +66,7 @@ def register_model(*, input_size=(1, 48, 48), num_classes=7, mean=(0.5,), std=(0
                 raise ValueError(f"model {fn.__name__} lacks recipes{where} for {sorted(missing)}")
         MODELS[fn.__name__] = ModelInfo(fn.__name__, fn, tuple(input_size), num_classes, tuple(mean), tuple(std),
                                         dict(recipes), {d: dict(t) for d, t in (dataset_recipes or {}).items()},
-                                        regions, crop_pct)
+                                        regions, crop_pct, dict(backbones or {}))
         return fn
 
     return wrap
@@ -142,7 +146,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs) -> nn.Module:
     return model
 
 
-from . import deep_emotion, prior_attention, resnet, simple_cnn, vgg  # noqa: E402,F401
+from . import deep_emotion, prior_attention, ran, resnet, simple_cnn, vgg  # noqa: E402,F401
 
 __all__ = ["MODELS", "register_model", "create_model", "list_models", "get_model_info", "model_arguments",
            "check_model_args"]
