@@ -1,4 +1,4 @@
-"""Visualization: plots for data, landmarks, training and evaluation; attention maps; CBAM and A-Softmax; widgets (headless-safe)."""
+"""Visualization: plots for data, landmarks, training and evaluation; attention maps; CBAM and A-Softmax; RAN's region weights; widgets (headless-safe)."""
 from .plots import (
     LANDMARK_GROUPS,
     LiveCurve,
@@ -38,7 +38,8 @@ from .cbam import (
     plot_cbam,
     plot_psi,
 )
-from .widgets import AttentionExplorer, CBAMExplorer, PriorBlocksExplorer
+from .ran import plot_ran, plot_weights_by_class, ran_weights, region_names, weights_by_class
+from .widgets import AttentionExplorer, CBAMExplorer, PriorBlocksExplorer, RANExplorer
 
 __all__ = [
     "LANDMARK_GROUPS", "LiveCurve", "class_distribution", "confusion_matrix", "draw_landmarks",
@@ -48,4 +49,5 @@ __all__ = [
     "gradient_saliency", "class_average_maps", "plot_class_maps", "overlay", "plot_saliency", "AttentionExplorer",
     "cbam_stages", "cbam_maps", "plot_cbam", "draw_channel_weights", "grad_cam", "CBAMExplorer",
     "plot_psi", "angular_margins", "plot_angular_features",
+    "ran_weights", "region_names", "plot_ran", "weights_by_class", "plot_weights_by_class", "RANExplorer",
 ]

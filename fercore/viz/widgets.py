@@ -26,7 +26,7 @@ from .attention import (_bare, _class_names, _gray, draw_warp, has_stn, model_vi
                         stn_views)
 from .cbam import cbam_maps, cbam_stages, grad_cam
 
-__all__ = ["AttentionExplorer", "CBAMExplorer", "PredictUpload", "PriorBlocksExplorer"]
+__all__ = ["AttentionExplorer", "CBAMExplorer", "PredictUpload", "PriorBlocksExplorer", "RANExplorer"]
 
 
 class _FigureWidget:
@@ -405,4 +405,78 @@ class CBAMExplorer(_FigureWidget):
         a["channels"].set_yticks(np.arange(len(order)), [f"ch {k}" for k in order])
         a["channels"].invert_yaxis()
         a["channels"].set(xlim=(0, 1), title=f"top {len(order)} of {len(weights)} channels")
+        draw_probabilities(a["probs"], self.last_probs.numpy(), names)
+
+
+class RANExplorer(_FigureWidget):
+    """RAN's region weights for one face at a time, with a grey square to drag over the face.
+
+    ``model``: ``ran`` (or ``ran_face_only``); ``dataset``: a FERDataset. Controls: the face, the
+    occluder's centre (x, y, in the model's view) and side (0: no occluder). Panels: the face as
+    the model sees it, occluded, with its regions' boxes; mu and nu per region (the weights move to
+    the regions the square does not cover); the class probabilities.
+
+    After each render: ``last_index``, ``last_mu``, ``last_nu`` ``(K,)``, ``last_probs`` ``(C,)``,
+    ``last_image`` (the occluded uint8 face), ``figure``, ``axes``.
+    """
+
+    def __init__(self, model: nn.Module, dataset, classes=None, index: int = 0, side: int = 0, x: int | None = None,
+                 y: int | None = None, baseline: int = 128):
+        from .ran import region_names
+
+        if len(dataset) == 0:
+            raise ValueError("RANExplorer needs a dataset with at least one face")
+        self.model, self.dataset, self.baseline = model, dataset, baseline
+        self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
+        self.names = region_names(model)
+        h, w = dataset.images.shape[-2:]
+        self.index = W.IntSlider(value=index, min=0, max=len(dataset) - 1, description="face", continuous_update=False)
+        self.x = W.IntSlider(value=w // 2 if x is None else x, min=0, max=w - 1, description="x", continuous_update=False)
+        self.y = W.IntSlider(value=h // 3 if y is None else y, min=0, max=h - 1, description="y", continuous_update=False)
+        self.side = W.IntSlider(value=side, min=0, max=min(h, w), description="side (px)", continuous_update=False)
+        self.output = W.Output()
+        self.widget = W.VBox([W.HBox([self.index, self.side]), W.HBox([self.x, self.y]), self.output])
+        self.figure = Figure(figsize=(10, 3.0), layout="constrained")
+        self.axes: dict = {}
+        self.last_index = self.last_mu = self.last_nu = self.last_probs = self.last_image = None
+        for control in (self.index, self.x, self.y, self.side):
+            control.observe(self._changed, names="value")
+        self.update()
+
+    def occluded(self) -> torch.Tensor:
+        """The current face ``(1, C, H, W)`` uint8 with the grey square drawn on it (in the dataset's pixels)."""
+        i, s = int(self.index.value), int(self.side.value)
+        image = self.dataset.images[i:i + 1].clone()
+        if s:
+            x0, y0 = max(int(self.x.value) - s // 2, 0), max(int(self.y.value) - s // 2, 0)
+            image[..., y0:y0 + s, x0:x0 + s] = self.baseline
+        return image
+
+    def update(self) -> None:
+        """Recompute the weights and the prediction for the current face and occluder; redraw."""
+        from .ran import ran_weights
+
+        image = self.occluded()
+        w = ran_weights(self.model, image)
+        self.last_index, self.last_image = int(self.index.value), image[0]
+        self.last_mu, self.last_nu, self.last_probs = w["mu"][0], w["nu"][0], w["probs"][0]
+        with notebook_style():
+            self._draw(w)
+        self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                "data": {"image/svg+xml": figure_svg(self.figure),
+                                         "text/plain": f"<RANExplorer face {self.last_index}>"}},)
+
+    def _draw(self, w) -> None:
+        from .ran import draw_regions, draw_weight_bars
+
+        names = _class_names(self.classes, len(self.last_probs))
+        fig = self.figure
+        fig.clear()
+        with sns.axes_style("white"):
+            self.axes = dict(zip(["image", "weights", "probs"], fig.subplots(1, 3, width_ratios=[1, 1.6, 1.6])))
+        a = self.axes
+        draw_regions(a["image"], w["view"][0], w["boxes"][0], self.names)
+        a["image"].set_title(f"#{self.last_index}  true: {names[int(self.dataset.labels()[self.last_index])]}",
+                             fontsize=10)
+        draw_weight_bars(a["weights"], self.last_mu.numpy(), self.last_nu.numpy(), self.names)
         draw_probabilities(a["probs"], self.last_probs.numpy(), names)
