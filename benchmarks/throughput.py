@@ -54,7 +54,10 @@ class Ceiling:
         start = time.perf_counter()
         for _ in range(steps):
             self.opt.zero_grad(set_to_none=True)
-            F.cross_entropy(self.model(self.x), self.y).backward()
+            loss = F.cross_entropy(self.model(self.x), self.y)
+            # A model's own loss term (RAN's region-biased loss, Deep-Emotion's L2) is part of its step.
+            penalty = getattr(self.model, "penalty", None)
+            (loss + penalty() if callable(penalty) else loss).backward()
             self.opt.step()
         return steps * len(self.x) / (time.perf_counter() - start)
 

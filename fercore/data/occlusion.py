@@ -183,17 +183,18 @@ def occlude(images: Tensor, points, kind: str, *, generator=None, where=None, si
     return (out, mask) if return_mask else out
 
 
-def occlude_dataset(dataset: FERDataset, kind: str, *, where=None, seed: int = 0, size=None) -> FERDataset:
+def occlude_dataset(dataset: FERDataset, kind: str, *, where=None, seed: int = 0, size=None,
+                    progress: bool = True) -> FERDataset:
     """``dataset`` with every face occluded; same targets, classes and meta, one more sentence of protocol.
 
     Landmarks come from ``meta["landmarks"]`` (the synthetic faces' true points) or else dlib through
     the landmark cache (``fercore.faces.regions.dataset_points``); a face without a plausible fit
-    is occluded at the dataset's mean shape, as its blocks are cut.
+    is occluded at the dataset's mean shape, as its blocks are cut. ``progress``: dlib's progress bar.
     """
     from ..faces.regions import dataset_points, plausible
 
     occ = _check(kind, where, size)
-    points, source = dataset_points(dataset)
+    points, source = dataset_points(dataset, progress)
     note = ""
     if source != "meta['landmarks']":
         ok = plausible(points, tuple(dataset.images.shape[-2:]))

@@ -2,10 +2,12 @@
 
 Everything goes through the model's own input path (``to_model_input``: the centre crop the
 Trainer evaluates on) and the model's ``forward_with_attention``, so what is drawn is what the
-model weighed. Figures use matplotlib's object API and render headless.
+model weighed. Static figures come from pyplot (a notebook shows them as it shows every plot of ``fercore.viz.plots``);
+the explorer in ``widgets.py`` draws its own. All render headless.
 """
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
@@ -70,8 +72,8 @@ def plot_ran(model: nn.Module, images, classes=None, labels=None, boxes=None) ->
     n, k = w["mu"].shape
     names = region_names(model) if boxes is None else [f"region {j + 1}" for j in range(k - 1)] + ["face"]
     cls = _class_names(classes, w["probs"].shape[1])
-    fig = Figure(figsize=(2.0 + 1.1 * k + 3.0, 2.1 * n), layout="constrained")
-    axes = np.array(fig.subplots(n, k + 2, squeeze=False, width_ratios=[1.6] + [1] * k + [2.6]))
+    fig, axes = plt.subplots(n, k + 2, squeeze=False, figsize=(2.0 + 1.1 * k + 3.0, 2.1 * n), layout="constrained",
+                             width_ratios=[1.6] + [1] * k + [2.6])
     for i in range(n):
         draw_regions(axes[i, 0], w["view"][i], w["boxes"][i], names)
         truth = f"true {cls[int(labels[i])]}\n" if labels is not None else ""
@@ -97,8 +99,7 @@ def plot_weights_by_class(table: np.ndarray, classes, regions, ax=None, title="m
     """``weights_by_class``' table as a seaborn heat map."""
     fig = None
     if ax is None:
-        fig = Figure(figsize=(1.0 + 0.9 * len(regions), 0.5 + 0.4 * len(classes)), layout="constrained")
-        ax = fig.subplots()
+        fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(regions), 0.5 + 0.4 * len(classes)), layout="constrained")
     sns.heatmap(table, ax=ax, annot=True, fmt=".2f", cmap="viridis", xticklabels=regions, yticklabels=list(classes),
                 cbar=False)
     ax.set(title=title)
