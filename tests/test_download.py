@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import pytest
 
 from fercore.data.download import DownloadError, download
+from tests.http_helpers import serve_folder
 
 BODY = b"Usage,Image name\nTraining,fer0000000.png\n" * 50
 
@@ -18,14 +16,8 @@ def server(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "file.csv").write_bytes(BODY)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(site) as url:
+        yield url
 
 
 def leftovers(folder):

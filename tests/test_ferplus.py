@@ -3,10 +3,7 @@ rows written as Microsoft's folders (PNGs + label.csv), a few faces in the folde
 JPEG folders for the pixel match of fer2013_label, and the real folders when present."""
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from functools import partial
 
 import cv2
 import numpy as np
@@ -20,6 +17,7 @@ from fercore.data import load_dataset
 from fercore.data.fer2013 import load_fer2013
 from fercore.data.ferplus import load_ferplus
 from fercore.labels import EMOTIONS
+from tests.http_helpers import serve_folder
 
 HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 # Votes in file column order: neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF
@@ -274,16 +272,9 @@ def test_download_label_file(tmp_path, monkeypatch):
     write_labels(site / "fer2013new.csv", samples)
     data = tmp_path / "data"
     write_csv(data / "fer2013.csv", samples)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(ferplus, "FERPLUS_URL", f"http://127.0.0.1:{httpd.server_address[1]}/fer2013new.csv")
+    with serve_folder(site) as url:
+        monkeypatch.setattr(ferplus, "FERPLUS_URL", f"{url}/fer2013new.csv")
         ds = load_ferplus(data, "train", download=True)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert ds.targets.tolist() == [H, N]
     assert (data / "fer2013new.csv").read_bytes() == (site / "fer2013new.csv").read_bytes()
 

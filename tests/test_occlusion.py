@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import numpy as np
 import pytest
@@ -16,6 +13,7 @@ from fercore.data.download import DownloadError
 from fercore.data import ferplus_lists
 from fercore.data.ferplus_lists import CHALLENGE_LISTS, challenge_list, challenge_subset, read_challenge_list
 from fercore.data.occlusion import OCCLUDERS, occlude, occlude_dataset, occlusion_mask
+from tests.http_helpers import serve_folder
 
 EYES, MOUTH = slice(36, 48), slice(48, 68)
 
@@ -232,14 +230,8 @@ def server(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "occ.txt").write_bytes(OCCLUSION_TXT)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(site) as url:
+        yield url
 
 
 @pytest.fixture

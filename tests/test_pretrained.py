@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from fercore.labels import EMOTIONS_7
 from fercore.models import create_model
 from fercore.predict import SAMPLE_PHOTO, predict_image
 from fercore.train import Trainer, read_checkpoint
+from tests.http_helpers import serve_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -115,13 +113,8 @@ def server(registered, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "remote.pt").write_bytes(registered.read_bytes())
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/remote.pt"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(site) as url:
+        yield f"{url}/remote.pt"
 
 
 def test_weights_with_a_url_are_downloaded_once_into_the_cache(server, registered, tmp_path, monkeypatch):
