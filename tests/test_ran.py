@@ -180,3 +180,13 @@ def test_smoke_run_and_ten_crop_evaluate(tmp_path, capsys):
     code, stdout, err = cli(capsys, "evaluate", "--checkpoint", out / "best.pt", "--split", "val", "--data-arg", "n=32",
                             "--tta", "ten_crop")
     assert code == 0, err and json.loads(stdout)["n"] == 32
+
+
+def test_weights_that_underflow_to_zero_still_give_finite_logits():
+    # sigmoid(-200) is 0 in float32: the paper's sum mu F / sum mu would be 0 / 0 (a NaN that stopped a real run).
+    model = small().eval()
+    with torch.no_grad():
+        model.alpha.bias.fill_(-200.0)
+        model.beta.bias.fill_(-200.0)
+    logits, att = model.forward_with_attention(torch.randn(2, 1, 44, 44))
+    assert torch.isfinite(logits).all() and (att["mu"] == 0).all()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..faces.regions import RAN_CROPS, crop_regions, ran_boxes
 from ..losses import region_biased_loss
@@ -65,9 +66,9 @@ class RAN(nn.Module):
         self.fc = nn.Linear(2 * dim, num_classes)
         self._mu = None  # the last training forward's mu, for penalty()
 
-    def _weights(self, logits: torch.Tensor) -> torch.Tensor:
-        w = torch.sigmoid(logits)
-        return w.softmax(1) if self.region_softmax else w
+    def _log_weights(self, logits: torch.Tensor) -> torch.Tensor:
+        """log mu (or log nu): log sigmoid, or the log of the authors' softmax over regions of the sigmoids."""
+        return torch.log_softmax(torch.sigmoid(logits), 1) if self.region_softmax else F.logsigmoid(logits)
 
     def forward_with_attention(self, x: torch.Tensor, boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Logits and ``{"mu": (N, K), "nu": (N, K), "boxes": (N, K, 4)}`` (pixel boxes, the whole face last)."""
@@ -77,12 +78,14 @@ class RAN(nn.Module):
         k = boxes.shape[1]
         regions = crop_regions(x, boxes, self.crop_size)                  # (N, K, C, s, s)
         f = self.backbone.features(regions.flatten(0, 1))[0].view(n, k, -1)  # one backbone, every region
-        mu = self._weights(self.alpha(f))                                  # (N, K, 1)
-        f_m = (mu * f).sum(1, keepdim=True) / mu.sum(1, keepdim=True)
+        # The weighted means are taken as softmaxes of the log-weights: the paper's sum mu_i F_i / sum mu_i
+        # exactly, but finite when every sigmoid underflows to 0 (which 0 / 0 is not).
+        log_mu = self._log_weights(self.alpha(f))                          # (N, K, 1)
+        f_m = (log_mu.softmax(1) * f).sum(1, keepdim=True)                 # sum mu_i F_i / sum mu_i
         pairs = torch.cat([f, f_m.expand_as(f)], 2)                        # [F_i ; F_m]
-        nu = self._weights(self.beta(pairs))
-        w = mu * nu
-        p = (w * pairs).sum(1) / w.sum(1)
+        log_nu = self._log_weights(self.beta(pairs))
+        p = ((log_mu + log_nu).softmax(1) * pairs).sum(1)                  # sum mu nu [F_i ; F_m] / sum mu nu
+        mu, nu = log_mu.exp(), log_nu.exp()
         if self.training:
             self._mu = mu[..., 0]
         return self.fc(p), {"mu": mu[..., 0], "nu": nu[..., 0], "boxes": boxes}
@@ -115,16 +118,18 @@ class RAN(nn.Module):
         return theirs
 
 
-# Recipes. Six regions through the backbone cost six backbones: speeds on this 2-core CPU are in
-# notebook 05 and the README (benchmarks/throughput.py --model ran). The authors' FERPlus recipe,
-# `full`: SGD 0.1 (they decay it 10x at 30%, 50% and 80% of the epochs; cosine here, as notebook 04),
-# momentum 0.9, weight decay 5e-4 (their defaults), 70 epochs as the report, batch 64.
+# Recipes. Six regions through the backbone cost six backbones. Trainer speed on this 2-core CPU,
+# batch 64 (benchmarks/throughput.py --model ran --model-arg width=W --model-arg crop_size=S):
+# 207 / 117 / 31 img/s at width 0.125 / 0.25 / 0.5 with 32-px crops, 52 img/s at width 0.25 with 44 px.
+# `standard`: width 0.25, 32-px crops, 12 epochs: about 45 min on FERPlus's 25,000 training faces.
+# `full`, the authors' FERPlus recipe: SGD 0.1 (they decay it 10x at 30%, 50% and 80% of the epochs;
+# cosine here, as notebook 04), momentum 0.9, weight decay 5e-4 (their defaults), 70 epochs as the report.
 _AUG = {"output_size": 44, "hflip": True}
 _SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, scheduler="cosine", augment=_AUG)
 _RECIPES = {
     "smoke": Recipe(epochs=6, batch_size=32, optimizer="adam", lr=2e-3, scheduler="cosine", augment=_AUG,
                     train_subset=1200, val_subset=300, model_args={"width": 0.125, "crop_size": 32}),
-    "standard": Recipe(epochs=5, batch_size=64, model_args={"width": 0.25, "crop_size": 32}, **_SGD),
+    "standard": Recipe(epochs=12, batch_size=64, model_args={"width": 0.25, "crop_size": 32}, **_SGD),
     "full": Recipe(epochs=70, batch_size=64, **_SGD),
 }
 
