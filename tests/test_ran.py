@@ -179,7 +179,9 @@ def test_smoke_run_and_ten_crop_evaluate(tmp_path, capsys):
     assert m["model_args"] == {"width": 0.125, "crop_size": 32} and 0 <= m["val"]["accuracy"] <= 1
     code, stdout, err = cli(capsys, "evaluate", "--checkpoint", out / "best.pt", "--split", "val", "--data-arg", "n=32",
                             "--tta", "ten_crop")
-    assert code == 0, err and json.loads(stdout)["n"] == 32
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["n"] == 32 and result["tta"] == "ten_crop" and 0 <= result["accuracy"] <= 1
 
 
 def test_weights_that_underflow_to_zero_still_give_finite_logits():
