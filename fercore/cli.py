@@ -19,7 +19,8 @@ EXAMPLES = {
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe\n"
                 "  python -m fercore crossval --model resnet18_fer --dataset ckplus --data-root ~/data --folds 5 "
                 "--init runs/fer/best.pt --epochs 30 --out runs/ck_ft   # fine-tune the FER2013 model",
-    "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop",
+    "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop\n"
+                "  python -m fercore evaluate --checkpoint runs/ran/best.pt --split val --occlude sunglasses",
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
                "  python -m fercore predict photo.jpg   # the model shipped with fercore\n"
                "  python -m fercore predict clip.mp4 --out runs/pred   # runs/pred/clip_pred.mp4 and .jsonl\n"
@@ -113,12 +114,18 @@ def cmd_evaluate(args) -> int:
               f"{', ...' if len(overlap) > 5 else ''}) are in the checkpoint's training split (data args "
               f"{config.get('data_args') or {}}): these figures are not subject-independent", file=sys.stderr)
     tta = None if args.tta == "none" else args.tta
+    occlusion = None
+    if args.occlude:  # drawn on the faces before the model's own regions are cut, as a real occluder would be
+        from .data.occlusion import occlude_dataset
+        kind, _, where = args.occlude.partition(":")
+        dataset = occlude_dataset(dataset, kind, where=where or None, seed=args.occlude_seed, progress=False)
+        occlusion = {"kind": kind, "where": where or None, "seed": args.occlude_seed, "protocol": dataset.protocol}
     dataset = model_regions(dataset, model.default_cfg, progress=False)  # the same hook as training's
     result = Trainer(model, device=device, progress=False).evaluate(dataset, tta=tta)
     keys = ("accuracy", "macro_f1", "per_class_recall", "confusion", "n")
     _print_json({**{k: result[k] for k in keys}, "loss": result.get("loss"), "dataset": name, "split": args.split,
                  "data_args": data_args, "tta": args.tta, "checkpoint": str(args.checkpoint),
-                 "subjects_seen_in_training": overlap,
+                 "subjects_seen_in_training": overlap, **({"occlusion": occlusion} if occlusion else {}),
                  **({"regions": r} if (r := regions_report(**{args.split: dataset})) else {})})
     return 0
 
@@ -311,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-arg", action="append", metavar="KEY=VALUE",
                    help="passed to the loader, e.g. classes=7; default: the checkpoint's own (its fold, its classes)")
     p.add_argument("--tta", default="none", choices=("none", "flip", "ten_crop"))
+    p.add_argument("--occlude", metavar="KIND[:WHERE]",
+                   help="draw a synthetic occluder on every face first (fercore.data.occlusion): sunglasses, mask, "
+                        "grey:eyes, grey:mouth, texture:eyes, grey (random place), ...")
+    p.add_argument("--occlude-seed", type=int, default=0, help="seed of random placements and textures (default 0)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from fercore.cli import main
 from fercore.data import load_dataset
-from fercore.faces.regions import LANDMARK_CROPS, RAN_CROPS, crop_regions, landmark_boxes, ran_boxes
+from fercore.data.occlusion import occlude_dataset
+from fercore.faces.regions import (LANDMARK_CROPS, RAN_CROPS, crop_regions, face_regions, landmark_boxes,
+                                   landmark_regions, model_regions, ran_boxes)
 from fercore.losses import region_biased_loss
 from fercore.models import create_model
 from fercore.train import Trainer, load_model, read_checkpoint
@@ -182,6 +184,22 @@ def test_smoke_run_and_ten_crop_evaluate(tmp_path, capsys):
     assert code == 0, err
     result = json.loads(stdout)
     assert result["n"] == 32 and result["tta"] == "ten_crop" and 0 <= result["accuracy"] <= 1
+    # --occlude scores the occluded faces, the same as occlude_dataset then Trainer.evaluate
+    val = load_dataset("synthetic", split="val", n=32)
+    model = load_model(out / "best.pt")
+    for spec, kind, where in (("grey:mouth", "grey", "mouth"), ("sunglasses", "sunglasses", None)):
+        code, stdout, err = cli(capsys, "evaluate", "--checkpoint", out / "best.pt", "--split", "val",
+                                "--data-arg", "n=32", "--occlude", spec)
+        assert code == 0, err
+        result = json.loads(stdout)
+        expected = Trainer(model, device="cpu", progress=False).evaluate(occlude_dataset(val, kind, where=where))
+        assert result["confusion"] == expected["confusion"]
+        assert result["occlusion"]["kind"] == kind and result["occlusion"]["where"] == where
+        assert "Occluded with" in result["occlusion"]["protocol"]
+    for spec, named in (("hat", "'hat'"), ("sunglasses:mouth", "'mouth'")):
+        code, _, err = cli(capsys, "evaluate", "--checkpoint", out / "best.pt", "--split", "val",
+                           "--data-arg", "n=32", "--occlude", spec)
+        assert code == 2 and named in one_error_line(err)
 
 
 def test_weights_that_underflow_to_zero_still_give_finite_logits():
@@ -192,3 +210,66 @@ def test_weights_that_underflow_to_zero_still_give_finite_logits():
         model.beta.bias.fill_(-200.0)
     logits, att = model.forward_with_attention(torch.randn(2, 1, 44, 44))
     assert torch.isfinite(logits).all() and (att["mu"] == 0).all()
+
+
+# ---------------------------------------------------------------- ran_landmarks: crops cut before the model
+def test_landmark_regions_are_the_landmark_boxes_cut_and_stacked():
+    faces = load_dataset("synthetic", split="val", n=6)
+    points = faces.meta["landmarks"]
+    stacked = landmark_regions(faces.images, points, 32)
+    assert stacked.shape == (6, len(LANDMARK_CROPS) + 1, 32, 32) and stacked.dtype == torch.uint8
+    expected = crop_regions(faces.images.float(), landmark_boxes(points, 48, 48), 32)[:, :, 0]
+    assert torch.equal(stacked, expected.round().to(torch.uint8))
+    mouth = list(LANDMARK_CROPS).index("mouth")
+    assert not torch.equal(stacked[:, mouth], stacked[:, 0])  # each square its own place
+    # the photo path cuts the same crops from the same faces and points
+    cfg = create_model("ran_landmarks", width=0.125).default_cfg
+    assert torch.equal(face_regions(faces.images[:, 0].numpy(), points, cfg), stacked)
+    with pytest.raises(ValueError, match="landmarks of each"):
+        face_regions(faces.images[:, 0].numpy(), None, cfg)
+
+
+def test_model_regions_gives_ran_landmarks_its_crops_and_a_mean_shape_for_bad_fits(monkeypatch):
+    import fercore.faces.regions as regions
+
+    faces = load_dataset("synthetic", split="val", n=8)
+    cfg = create_model("ran_landmarks", width=0.125).default_cfg
+    clean = model_regions(faces, cfg, progress=False)
+    assert clean.images.shape == (8, 5, 32, 32) and not clean.meta["landmark_fallback"].any()
+    assert "landmark crops" in clean.protocol and torch.equal(clean.targets, faces.targets)
+    # dlib's points with one fit that is no face: that face is cut at the others' mean shape
+    points = faces.meta["landmarks"].astype(np.float32).copy()
+    points[3] = 0.0
+    no_marks = type(faces)(faces.images, faces.targets, faces.classes, {}, name="x", split="val")
+    monkeypatch.setattr(regions, "dataset_points", lambda d, progress=True: (points, "dlib"))
+    cut = model_regions(no_marks, cfg, progress=False)
+    assert cut.meta["landmark_fallback"].tolist() == [False] * 3 + [True] + [False] * 4
+    mean = np.delete(points, 3, 0).mean(0)
+    assert torch.equal(cut.images[3], landmark_regions(faces.images[3:4], mean[None], 32)[0])
+    assert torch.equal(cut.images[:3], clean.images[:3]) and "1 of 8 faces" in cut.protocol
+
+
+def test_ran_landmarks_trains_evaluates_occluded_and_plots(tmp_path, capsys):
+    out = tmp_path / "ranlm"
+    code, _, err = cli(capsys, "train", "--model", "ran_landmarks", "--dataset", "synthetic", "--scale", "smoke",
+                       "--epochs", "1", "--recipe-arg", "train_subset=64", "--recipe-arg", "val_subset=32",
+                       "--out", out, "--quiet")
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["recipe"]["augment"] == {"hflip": True} and m["regions"]["val"]["n"] == 32
+    model = load_model(out / "best.pt")
+    assert model.precut and model.default_cfg["regions"] == "ran_landmarks"
+    # the occluder is drawn on the face before the crops are cut, as a real one would be
+    code, stdout, err = cli(capsys, "evaluate", "--checkpoint", out / "best.pt", "--split", "val",
+                            "--data-arg", "n=32", "--occlude", "mask")
+    assert code == 0, err
+    val = load_dataset("synthetic", split="val", n=32)
+    occluded = model_regions(occlude_dataset(val, "mask"), model.default_cfg, progress=False)
+    assert json.loads(stdout)["confusion"] == Trainer(model, device="cpu", progress=False).evaluate(occluded)["confusion"]
+    mouth = list(LANDMARK_CROPS).index("mouth")
+    clean = model_regions(val, model.default_cfg, progress=False)
+    assert (occluded.images[:, mouth] != clean.images[:, mouth]).float().mean() > 0.3  # the mask covers the mouth crop
+    from fercore.viz.ran import plot_ran, ran_weights
+    w = ran_weights(model, clean.images[:2])
+    assert torch.allclose(w["crops"][:, :, 0], clean.images[:2].float() / 255, atol=1e-5) and torch.isnan(w["boxes"]).all()
+    assert len(plot_ran(model, clean.images[:2], val.classes).axes) >= 2 * 7

@@ -191,17 +191,11 @@ def occlude_dataset(dataset: FERDataset, kind: str, *, where=None, seed: int = 0
     the landmark cache (``fercore.faces.regions.dataset_points``); a face without a plausible fit
     is occluded at the dataset's mean shape, as its blocks are cut. ``progress``: dlib's progress bar.
     """
-    from ..faces.regions import dataset_points, plausible
+    from ..faces.regions import points_or_mean_shape
 
     occ = _check(kind, where, size)
-    points, source = dataset_points(dataset, progress)
-    note = ""
-    if source != "meta['landmarks']":
-        ok = plausible(points, tuple(dataset.images.shape[-2:]))
-        if not ok.any():
-            raise ValueError(f"no face of {dataset.name} {dataset.split} has a plausible landmark fit ({source})")
-        points = np.where(ok[:, None, None], points, points[ok].mean(0))
-        note = f", {int((~ok).sum())} faces without a plausible fit at the mean shape"
+    points, ok, source = points_or_mean_shape(dataset, progress)
+    note = f", {int((~ok).sum())} faces without a plausible fit at the mean shape" if not ok.all() else ""
     generator = torch.Generator().manual_seed(seed)
     images = torch.cat([occlude(dataset.images[i:i + CHUNK], points[i:i + CHUNK], kind, generator=generator,
                                 where=where, size=size) for i in range(0, len(dataset), CHUNK)])

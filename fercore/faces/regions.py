@@ -42,7 +42,10 @@ top-left, top-right and centre-down crops of 0.75 of the side, and two centre cr
 then the whole face, last as in the authors' code. The authors cut theirs from files with a script
 they did not publish; these are the paper's description. ``landmark_boxes`` gives the alternative,
 squares centred on the eyes, the nose and the mouth. ``crop_regions`` cuts and resizes any boxes
-with torchvision's ``roi_align``.
+with torchvision's ``roi_align``. A model trained on the landmark crops (``ran_landmarks``) cannot
+cut them itself, for they move with each face's points: ``model_regions`` cuts them once per
+dataset (``landmark_regions``, at the landmark cache's points, the mean shape for a face without a
+plausible fit) and stacks them as channels, as it stacks Prior Attention's blocks.
 """
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ RAN_CROPS = {
 # RAN's landmark-centred crops: iBUG points whose centre each square is centred on
 LANDMARK_CROPS = {"right_eye": np.r_[36:42], "left_eye": np.r_[42:48], "nose": np.r_[27:36], "mouth": np.r_[48:68]}
 LANDMARK_CROP_SIDE = 0.5  # of the face size: an eye's square holds the eye and its brow
+REGION_KINDS = ("prior_attention", "ran_landmarks")  # default_cfg["regions"] values model_regions knows
 
 
 def check_bugs(bugs) -> tuple[str, ...]:
@@ -203,11 +207,25 @@ def crop_regions(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tenso
     return out.view(n, k, x.shape[1], size, size)
 
 
+def landmark_regions(images: torch.Tensor, points, size: int, chunk: int = 2048) -> torch.Tensor:
+    """RAN's landmark crops of grey faces ``images`` (N, 1, H, W) uint8 at ``points`` (N, 68, 2), stacked as
+    channels: ``(N, 5, size, size)`` uint8 (``LANDMARK_CROPS``' squares, then the whole face)."""
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"expected grey faces (N, 1, H, W), got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    boxes = landmark_boxes(points, h, w)
+    if len(boxes) != len(images):
+        raise ValueError(f"{len(images)} faces but {len(boxes)} sets of landmarks")
+    out = [crop_regions(images[i:i + chunk].float(), boxes[i:i + chunk], size)[:, :, 0]
+           for i in range(0, len(images), chunk)]
+    return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
+
+
 def face_regions(faces, points, cfg: dict, margin: float = MARGIN) -> torch.Tensor:
     """Grey faces ``(N, s, s)`` uint8 as the model of ``cfg`` eats them: the photo path's ``model_regions``.
 
     ``(N, 1, s, s)`` for whole-face models; for ``"prior_attention"`` the stacked blocks that
-    ``cut_blocks`` cuts at ``points`` (N, 68, 2), each face's landmarks in its own coordinates
+    ``cut_blocks`` cuts, for ``"ran_landmarks"`` the crops ``landmark_regions`` cuts, at ``points`` (N, 68, 2), each face's landmarks in its own coordinates
     (``aligned_points`` for faces from ``align_face``).
     """
     faces = np.asarray(faces)
@@ -216,10 +234,13 @@ def face_regions(faces, points, cfg: dict, margin: float = MARGIN) -> torch.Tens
     kind = cfg.get("regions")
     if kind is None:
         return torch.from_numpy(faces)[:, None]
-    if kind != "prior_attention":
-        raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: prior_attention")
+    if kind not in REGION_KINDS:
+        raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: {', '.join(REGION_KINDS)}")
     if points is None or len(points) != len(faces):
-        raise ValueError(f"the model eats {kind} blocks: give the 68 landmarks of each of the {len(faces)} faces")
+        noun = "blocks" if kind == "prior_attention" else "crops"
+        raise ValueError(f"the model eats {kind} {noun}: give the 68 landmarks of each of the {len(faces)} faces")
+    if kind == "ran_landmarks":
+        return landmark_regions(torch.from_numpy(faces)[:, None], points, cfg["input_size"][-1])
     return torch.from_numpy(np.stack([cut_blocks(f, p, margin, cfg["input_size"][-1]) for f, p in zip(faces, points)]))
 
 
@@ -256,6 +277,18 @@ def dataset_points(dataset, progress: bool = True) -> tuple[np.ndarray, str]:
                          f"({err}); expected 68 landmarks per face for its blocks") from err
 
 
+def points_or_mean_shape(dataset, progress: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    """``dataset_points``, with each face that has no plausible fit given the dataset's mean shape; returns
+    the points, which faces had a plausible fit (the synthetic faces' own points always do), and their source."""
+    points, source = dataset_points(dataset, progress)
+    if source == "meta['landmarks']":
+        return points, np.ones(len(points), bool), source
+    ok = plausible(points, tuple(dataset.images.shape[-2:]))
+    if not ok.any():
+        raise ValueError(f"no face of {dataset.name} {dataset.split} has a plausible landmark fit ({source})")
+    return np.where(ok[:, None, None], points, points[ok].mean(0)), ok, source
+
+
 def dataset_blocks(dataset, *, margin: float = MARGIN, size: int = BLOCK_SIZE, cache_dir=None,
                    progress: bool = True, bugs=()) -> dict[str, np.ndarray]:
     """Prior Attention blocks of every face: ``blocks`` (N, 2, size, size) uint8, ``fallback`` (N,) bool
@@ -290,27 +323,36 @@ def dataset_blocks(dataset, *, margin: float = MARGIN, size: int = BLOCK_SIZE, c
 def model_regions(dataset: FERDataset, cfg: dict, *, cache_dir=None, progress: bool = True) -> FERDataset:
     """The one hook: ``dataset`` as the model of ``cfg`` (a ``default_cfg``) eats it.
 
-    Unchanged unless ``cfg["regions"]`` names the regions the model takes; for ``"prior_attention"``
-    a dataset whose images are the stacked blocks (N, 2, 32, 32), ``meta["landmark_fallback"]`` marks
-    the faces cut at the mean shape, and ``protocol`` says how the blocks were made.
+    Unchanged unless ``cfg["regions"]`` names the regions the model takes: ``"prior_attention"``, the
+    stacked blocks (N, 2, 32, 32); ``"ran_landmarks"``, the stacked landmark crops (N, 5, s, s) of
+    ``landmark_regions``. ``meta["landmark_fallback"]`` marks the faces cut at the mean shape, and
+    ``protocol`` says how the regions were made.
     """
     kind = cfg.get("regions")
     if kind is None:
         return dataset
-    if kind != "prior_attention":
-        raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: prior_attention")
-    marks = set(dataset.meta.get("regions_bug", ()))
-    if len(marks) > 1:
-        raise ValueError(f"{dataset.name} {dataset.split}: its faces carry different regions_bug marks {sorted(marks)}; "
-                         "expected one for the whole dataset")
-    bugs = check_bugs(marks.pop() if marks else None)
-    d = dataset_blocks(dataset, size=cfg["input_size"][-1], cache_dir=cache_dir, progress=progress, bugs=bugs)
-    fallback = d["fallback"].astype(bool)
-    note = (f" Model input: Prior Attention blocks (brows+eyes, mouth; margin {MARGIN} of the face size) from "
-            f"{d['source']}; {int(fallback.sum())} of {len(fallback)} faces had no plausible fit and were cut at "
-            "the mean shape.")
-    note += "".join(f" The authors' bug reproduced ({b}): {AUTHORS_BUGS[b]}." for b in bugs)
-    return FERDataset(torch.from_numpy(d["blocks"]), dataset.targets, dataset.classes,
+    if kind not in REGION_KINDS:
+        raise ValueError(f"unknown regions {kind!r} in the model's default_cfg; valid: {', '.join(REGION_KINDS)}")
+    if kind == "ran_landmarks":
+        points, ok, source = points_or_mean_shape(dataset, progress)
+        images = landmark_regions(dataset.images, points, cfg["input_size"][-1])
+        d = {"source": source, "fallback": ~ok}
+        what = f"RAN's landmark crops ({', '.join(LANDMARK_CROPS)}, then the face; side {LANDMARK_CROP_SIDE} of the face size)"
+    else:
+        marks = set(dataset.meta.get("regions_bug", ()))
+        if len(marks) > 1:
+            raise ValueError(f"{dataset.name} {dataset.split}: its faces carry different regions_bug marks "
+                             f"{sorted(marks)}; expected one for the whole dataset")
+        bugs = check_bugs(marks.pop() if marks else None)
+        d = dataset_blocks(dataset, size=cfg["input_size"][-1], cache_dir=cache_dir, progress=progress, bugs=bugs)
+        images = torch.from_numpy(d["blocks"])
+        what = f"Prior Attention blocks (brows+eyes, mouth; margin {MARGIN} of the face size)"
+    fallback = np.asarray(d["fallback"]).astype(bool)
+    note = (f" Model input: {what} from {d['source']}; {int(fallback.sum())} of {len(fallback)} faces had no "
+            "plausible fit and were cut at the mean shape.")
+    if kind == "prior_attention":
+        note += "".join(f" The authors' bug reproduced ({b}): {AUTHORS_BUGS[b]}." for b in bugs)
+    return FERDataset(images, dataset.targets, dataset.classes,
                       {**dataset.meta, "landmark_fallback": fallback}, name=dataset.name, split=dataset.split,
                       protocol=dataset.protocol + note, label_mode=dataset.label_mode)
 

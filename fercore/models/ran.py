@@ -17,7 +17,9 @@ its ``width`` and optional ``cbam``), its head removed. The crops are cut inside
 ``roi_align`` from the face the model is given (44 px, as the ResNet), each resized to
 ``crop_size``, so the Trainer's batched augmentation, ``evaluate --tta ten_crop`` and ``predict``
 work unchanged. ``forward(x, boxes)`` takes other boxes per face, such as
-``fercore.faces.regions.landmark_boxes`` (eyes, nose, mouth, face).
+``fercore.faces.regions.landmark_boxes`` (eyes, nose, mouth, face). ``ran_landmarks`` trains on
+those: its crops move with each face's points, so they are cut before the model, once per dataset
+(``model_regions``), and arrive stacked as channels (``precut``).
 
 What differs from the authors' code (kaiwang960112/Challenge-condition-FER-dataset, ``FERplus_dir``),
 and why:
@@ -35,11 +37,13 @@ and why:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..faces.regions import RAN_CROPS, crop_regions, ran_boxes
+from ..faces.regions import LANDMARK_CROPS, RAN_CROPS, crop_regions, ran_boxes
 from ..losses import region_biased_loss
 from ..recipes import Recipe
 from . import register_model
@@ -51,14 +55,15 @@ class RAN(nn.Module):
 
     def __init__(self, num_classes: int = 8, in_chans: int = 1, width: float = 1.0, cbam: bool = False,
                  crop_size: int = 44, region_softmax: bool = False, rb_margin: float = 0.1, rb_weight: float = 1.0,
-                 crops: dict | None = None):
+                 crops: dict | None = None, precut: bool = False):
         super().__init__()
         if crop_size < 8:
             raise ValueError(f"crop_size is the side the regions are resized to and must be >= 8, got {crop_size!r}")
         self.crops = dict(crops or RAN_CROPS)
         self.crop_size, self.region_softmax = int(crop_size), bool(region_softmax)
         self.rb_margin, self.rb_weight = float(rb_margin), float(rb_weight)
-        self.backbone = ResNetFER(num_classes, in_chans, width, cbam=cbam)
+        self.precut = bool(precut)  # x is (N, K, s, s): the K grey regions, cut before the model
+        self.backbone = ResNetFER(num_classes, 1 if precut else in_chans, width, cbam=cbam)
         self.backbone.head = nn.Identity()  # features only: the classifier reads P
         dim = self.backbone.blocks[-1].conv2.out_channels  # 512 x width
         self.alpha = nn.Linear(dim, 1)     # self-attention, mu
@@ -71,12 +76,16 @@ class RAN(nn.Module):
         return torch.log_softmax(torch.sigmoid(logits), 1) if self.region_softmax else F.logsigmoid(logits)
 
     def forward_with_attention(self, x: torch.Tensor, boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Logits and ``{"mu": (N, K), "nu": (N, K), "boxes": (N, K, 4)}`` (pixel boxes, the whole face last)."""
+        """Logits and ``{"mu": (N, K), "nu": (N, K), "boxes": (N, K, 4)}`` (pixel boxes, the whole face last;
+        None for a ``precut`` model)."""
         n = len(x)
-        if boxes is None:
-            boxes = ran_boxes(n, x.shape[-2], x.shape[-1], self.crops, device=x.device)
-        k = boxes.shape[1]
-        regions = crop_regions(x, boxes, self.crop_size)                  # (N, K, C, s, s)
+        if self.precut:  # the regions themselves, stacked as channels; no boxes in this view
+            regions, boxes = x[:, :, None], None
+        else:
+            if boxes is None:
+                boxes = ran_boxes(n, x.shape[-2], x.shape[-1], self.crops, device=x.device)
+            regions = crop_regions(x, boxes, self.crop_size)              # (N, K, C, s, s)
+        k = regions.shape[1]
         f = self.backbone.features(regions.flatten(0, 1))[0].view(n, k, -1)  # one backbone, every region
         # The weighted means are taken as softmaxes of the log-weights: the paper's sum mu_i F_i / sum mu_i
         # exactly, but finite when every sigmoid underflows to 0 (which 0 / 0 is not).
@@ -150,3 +159,25 @@ def ran_face_only(num_classes: int = 8, in_chans: int = 1, width: float = 1.0, c
                   crop_size: int = 44) -> RAN:
     """The same network given the whole face alone (one region, no region-biased loss): RAN's baseline."""
     return RAN(num_classes, in_chans, width, cbam, crop_size, rb_weight=0.0, crops={"face": RAN_CROPS["face"]})
+
+
+# The landmark crops are cut once, before augmentation, so of the augmentations only the flip applies
+# (as for Prior Attention's blocks); RAN's attention is shared across regions, so a mirrored eye is
+# still an eye to it.
+_FLIP = {"hflip": True}
+_LANDMARK_RECIPES = {k: replace(r, augment=_FLIP, model_args={a: v for a, v in r.model_args.items() if a != "crop_size"})
+                     for k, r in _RECIPES.items()}  # the crops are cut at the input size, 32 px
+_K = len(LANDMARK_CROPS) + 1  # eyes, nose, mouth, then the whole face
+
+
+@register_model(input_size=(_K, 32, 32), num_classes=8, mean=(0.5,) * _K, std=(0.5,) * _K, regions="ran_landmarks",
+                recipes=_LANDMARK_RECIPES, backbones=BACKBONES)
+def ran_landmarks(num_classes: int = 8, in_chans: int = _K, width: float = 1.0, cbam: bool = False,
+                  region_softmax: bool = False, rb_margin: float = 0.1, rb_weight: float = 1.0) -> RAN:
+    """RAN over squares centred on the eyes, nose and mouth (``landmark_boxes``) and the whole face, cut at 32 px
+    from the 68 landmarks before the model (``fercore.faces.regions.model_regions``)."""
+    if in_chans != _K:
+        raise ValueError(f"it eats the {_K} stacked landmark crops as channels (fercore.faces.regions.model_regions), "
+                         f"got in_chans={in_chans}")
+    crops = dict.fromkeys([*LANDMARK_CROPS, "face"])
+    return RAN(num_classes, 1, width, cbam, 32, region_softmax, rb_margin, rb_weight, crops=crops, precut=True)

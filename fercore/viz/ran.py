@@ -30,7 +30,9 @@ def region_names(model: nn.Module) -> list[str]:
 
 def ran_weights(model: nn.Module, images, boxes=None, batch_size: int = 256) -> dict:
     """``mu``, ``nu`` ``(N, K)``, ``probs`` ``(N, C)``, ``boxes`` ``(N, K, 4)`` (pixels of the model's view), ``view``
-    ``(N, C, H, W)`` in [0, 1] and ``crops`` ``(N, K, C, s, s)`` in [0, 1], for uint8 ``images``; CPU tensors."""
+    ``(N, C, H, W)`` in [0, 1] and ``crops`` ``(N, K, C, s, s)`` in [0, 1], for uint8 ``images``; CPU tensors.
+    For a precut model (``ran_landmarks``: ``images`` are its stacked crops) ``view`` is the face crop and
+    ``boxes`` are NaN."""
     out = {k: [] for k in ("mu", "nu", "probs", "boxes", "view", "crops")}
     with torch.no_grad(), evaluating(model):
         for i in range(0, len(images), batch_size):
@@ -38,9 +40,12 @@ def ran_weights(model: nn.Module, images, boxes=None, batch_size: int = 256) -> 
             b = None if boxes is None else torch.as_tensor(boxes[i:i + batch_size]).to(x.device)
             logits, att = model.forward_with_attention(x, b)
             view = _denormalise(model, x)
+            if att["boxes"] is None:  # a precut model (ran_landmarks): its input is the crops, the face last
+                crops, view, box = view[:, :, None], view[:, -1:], torch.full((len(x), view.shape[1], 4), float("nan"))
+            else:
+                crops, box = crop_regions(view.to(x.device), att["boxes"], model.crop_size), att["boxes"]
             for k, v in (("mu", att["mu"]), ("nu", att["nu"]), ("probs", logits.float().softmax(1)),
-                         ("boxes", att["boxes"]), ("view", view),
-                         ("crops", crop_regions(view.to(x.device), att["boxes"], model.crop_size))):
+                         ("boxes", box), ("view", view), ("crops", crops)):
                 out[k].append(v.float().cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -51,8 +56,8 @@ def draw_regions(ax, view, boxes, names, weights=None):
     ax.imshow(data, **style)
     _bare(ax)
     for k, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
-        if names[k] == "face":
-            continue  # the whole face is the image itself
+        if names[k] == "face" or not np.isfinite([x0, y0, x1, y1]).all():
+            continue  # the whole face is the image itself; a precut model's boxes are not in this view
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.5,
                                edgecolor=REGION_COLOURS[k % 10], gid=f"box_{names[k]}"))
 

@@ -426,6 +426,9 @@ class RANExplorer(_FigureWidget):
 
         if len(dataset) == 0:
             raise ValueError("RANExplorer needs a dataset with at least one face")
+        if getattr(model, "precut", False):
+            raise ValueError("RANExplorer draws its square on the face the model cuts its regions from; a precut model "
+                             "(ran_landmarks) gets its crops already cut: use ran or ran_face_only")
         self.model, self.dataset, self.baseline = model, dataset, baseline
         self.classes = [str(c) for c in (classes if classes is not None else dataset.classes)]
         self.names = region_names(model)
