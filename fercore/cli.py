@@ -1,7 +1,7 @@
-"""``python -m fercore``: train, crossval, evaluate, predict, datasets, labels, notebooks, landmarks, export.
+"""``python -m fercore``: train, crossval, reproduce, evaluate, predict, datasets, labels, notebooks, landmarks, export.
 
-train, crossval, evaluate, datasets, labels and export print JSON; predict, notebooks and landmarks print one
-line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
+train, crossval, evaluate, datasets, labels and export print JSON; reproduce prints its Markdown table;
+predict, notebooks and landmarks print one line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
 unknown names, a wrong argument, a run folder in use) print one clear line to stderr and exit
 with status 2, without a traceback.
 """
@@ -19,6 +19,8 @@ EXAMPLES = {
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe\n"
                 "  python -m fercore crossval --model resnet18_fer --dataset ckplus --data-root ~/data --folds 5 "
                 "--init runs/fer/best.pt --epochs 30 --out runs/ck_ft   # fine-tune the FER2013 model",
+    "reproduce": "example:\n  python -m fercore reproduce --scale smoke --out runs/reproduce_smoke\n"
+                 "  python -m fercore reproduce --scale standard --data-root ~/data --only ran ran_face_only --out runs/reproduce",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop\n"
                 "  python -m fercore evaluate --checkpoint runs/ran/best.pt --split val --occlude sunglasses",
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
@@ -85,6 +87,15 @@ def _run_kwargs(args) -> dict:
                 out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                 model_args=_key_values(args.model_arg, "--model-arg"), data_args=_key_values(args.data_arg, "--data-arg"),
                 recipe_args=_key_values(args.recipe_arg, "--recipe-arg"), init=args.init)
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    rows = reproduce(args.scale, only=args.only, data_root=args.data_root, out=args.out, device=args.device,
+                     seed=args.seed)
+    print(Path(args.out, "table.md").read_text(), end="")
+    return 0 if any(not r["status"].startswith("not run") for r in rows) else 2
 
 
 def cmd_evaluate(args) -> int:
@@ -309,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--folds", type=int, default=10, help="number of folds (default 10; JAFFE's 10 subjects: leave-one-subject-out)")
     p.set_defaults(func=cmd_crossval)
+
+    p = add("reproduce", "Run every paper's experiment at one scale, one at a time, as the notebooks do; writes "
+                         "OUT/table.md and OUT/table.json (the paper's figure beside ours, with split, command, epochs, "
+                         "time). A finished run in OUT is read, not retrained; a stopped one resumes.")
+    p.add_argument("--scale", default="smoke", choices=("smoke", "standard", "full"))
+    p.add_argument("--only", nargs="+", action="extend", metavar="MODEL", help="only these models' experiments")
+    p.add_argument("--data-root", default=default_data_root(), help="folder holding the datasets (default: $FERCORE_DATA or ./data)")
+    p.add_argument("--out", default="runs/reproduce", help="one folder per run, and the tables (default runs/reproduce)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_reproduce)
 
     p = add("evaluate", "Evaluate a checkpoint on a dataset split; prints accuracy, macro_f1, per_class_recall, confusion, n.")
     p.add_argument("--checkpoint", required=True)

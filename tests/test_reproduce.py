@@ -1,0 +1,72 @@
+"""``python -m fercore reproduce``: one table of every paper's experiment, resumable, with reasons for what did not run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fercore.reproduce import EXPERIMENTS
+from tests.cli_helpers import cli, one_error_line
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_smoke_runs_writes_the_table_and_reads_a_finished_run_back(tmp_path, capsys):
+    out = tmp_path / "rep"
+    code, stdout, err = cli(capsys, "reproduce", "--scale", "smoke", "--only", "resnet18_fer", "--out", out)
+    assert code == 0, err
+    rows = json.loads((out / "table.json").read_text())
+    assert [(r["model"], r["dataset"]) for r in rows] == [("resnet18_fer", "synthetic")]
+    row = rows[0]
+    m = json.loads((out / "resnet18_fer_synthetic" / "metrics.json").read_text())
+    assert row["ours %"] == round(100 * m["test"]["accuracy"], 1) and row["measured on"] == "test"
+    assert row["ten_crop %"] == round(100 * m["tta"]["ten_crop"]["accuracy"], 1) and m["tta"]["ten_crop"]["n"] == m["n_test"]
+    assert row["paper %"] == 72.4 and row["status"] == "trained" and row["command"] == m["command"]
+    assert "| resnet18_fer | synthetic | 72.4 |" in (out / "table.md").read_text() and "| resnet18_fer |" in stdout
+    assert "[1/1] resnet18_fer on synthetic (smoke)" in err
+    # a second call reads the finished run instead of training it again
+    before = (out / "resnet18_fer_synthetic" / "best.pt").stat().st_mtime_ns
+    code, _, err = cli(capsys, "reproduce", "--scale", "smoke", "--only", "resnet18_fer", "--out", out)
+    assert code == 0 and "read from an earlier run" in err
+    assert (out / "resnet18_fer_synthetic" / "best.pt").stat().st_mtime_ns == before
+    assert json.loads((out / "table.json").read_text())[0]["ours %"] == row["ours %"]
+
+
+def test_rows_that_cannot_run_say_why(tmp_path, capsys):
+    out = tmp_path / "rep"
+    code, stdout, err = cli(capsys, "reproduce", "--scale", "standard", "--only", "ran", "deep_emotion",
+                            "--data-root", tmp_path / "nothing", "--out", out)
+    assert code == 2  # nothing could run
+    rows = {(r["model"], r["dataset"]): r for r in json.loads((out / "table.json").read_text())}
+    assert set(rows) == {("ran", "ferplus"), ("deep_emotion", "fer2013"), ("deep_emotion", "ckplus")}
+    for r in rows.values():
+        assert r["ours %"] == "not run" and r["status"].startswith("not run: ") and str(tmp_path / "nothing") in r["status"]
+    assert rows[("ran", "ferplus")]["paper %"] == 86.0
+    # smoke skips the cross-validated rows and the duplicates of a model's smoke run, and says why
+    assert all("standard and full only" in e.skip_reason("smoke") for e in EXPERIMENTS if e.folds)
+    assert [e.dataset for e in EXPERIMENTS if e.skip_reason("smoke") and not e.folds] == ["ferg"]
+    assert not any(e.skip_reason("standard") for e in EXPERIMENTS)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal of full")
+def test_full_without_a_gpu_is_a_row_not_a_crash(tmp_path, capsys):
+    code, _, err = cli(capsys, "reproduce", "--scale", "full", "--only", "ran", "--out", tmp_path / "f")
+    rows = json.loads((tmp_path / "f" / "table.json").read_text())
+    assert code == 2 and len(rows) == 1 and "needs a GPU" in rows[0]["status"]
+
+
+def test_unknown_model_is_one_line(tmp_path, capsys):
+    code, _, err = cli(capsys, "reproduce", "--only", "alexnet", "--out", tmp_path / "x")
+    line = one_error_line(err)
+    assert code == 2 and "'alexnet'" in line and "resnet18_fer" in line and not (tmp_path / "x").exists()
+
+
+def test_every_experiment_names_a_registered_model_and_a_known_dataset():
+    from fercore.data import list_datasets
+    from fercore.models import list_models
+
+    for e in EXPERIMENTS:
+        assert e.model in list_models() and e.dataset in list_datasets()
+        assert e.smoke_dataset is None or e.smoke_dataset in list_datasets()
+    assert len({(e.model, e.dataset) for e in EXPERIMENTS}) == len(EXPERIMENTS)
