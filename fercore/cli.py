@@ -1,7 +1,7 @@
-"""``python -m fercore``: train, crossval, reproduce, evaluate, predict, datasets, labels, notebooks, landmarks, export.
+"""``python -m fercore``: train, crossval, reproduce, models, evaluate, predict, datasets, labels, notebooks, landmarks, export.
 
 train, crossval, evaluate, datasets, labels and export print JSON; reproduce prints its Markdown table;
-predict, notebooks and landmarks print one line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
+predict, models, notebooks and landmarks print one line per result, or JSON with ``--json``. Errors the user can fix (missing data, bad files,
 unknown names, a wrong argument, a run folder in use) print one clear line to stderr and exit
 with status 2, without a traceback.
 """
@@ -19,6 +19,7 @@ EXAMPLES = {
     "crossval": "example:\n  python -m fercore crossval --model deep_emotion --dataset jaffe --data-root ~/data --scale standard --out runs/jaffe\n"
                 "  python -m fercore crossval --model resnet18_fer --dataset ckplus --data-root ~/data --folds 5 "
                 "--init runs/fer/best.pt --epochs 30 --out runs/ck_ft   # fine-tune the FER2013 model",
+    "models": "example:\n  python -m fercore models\n  python -m fercore models --json",
     "reproduce": "example:\n  python -m fercore reproduce --scale smoke --out runs/reproduce_smoke\n"
                  "  python -m fercore reproduce --scale standard --data-root ~/data --only ran ran_face_only --out runs/reproduce",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop\n"
@@ -198,6 +199,35 @@ def torch_classes(checkpoint) -> list[str]:
     return list(config.get("classes") or classes_for(config.get("default_cfg", {}).get("num_classes", 7)))
 
 
+def cmd_models(args) -> int:
+    import torch
+
+    from .models import create_model, get_model_info, list_models
+    from .pretrained import weights_info
+
+    rows = []
+    for name in list_models():
+        info = get_model_info(name)
+        with torch.device("meta"):  # shapes only: counting parameters allocates nothing
+            count = lambda **kw: sum(p.numel() for p in create_model(name, **kw).parameters())  # noqa: E731
+            standard = info.recipe("standard").model_args
+            rows.append({"model": name, "parameters": count(), "parameters_standard": count(**standard),
+                         "standard_model_args": standard, "input_size": list(info.input_size),
+                         "num_classes": info.num_classes, "weights": weights_info(name)})
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        std = f" ({r['parameters_standard'] / 1e6:.2f} M at standard)" if r["standard_model_args"] else ""
+        w = r["weights"]
+        shipped = "no shipped weights" if w is None else (
+            f"weights {w['file']} ({w['megabytes']} MB)" if w["shipped"] else f"weights {w['file']} (download)")
+        if w and "val_accuracy" in w:
+            shipped += f", val {100 * w['val_accuracy']:.1f}% on {w['dataset']} ({w['scale']})"
+        print(f"{r['model']}: {r['parameters'] / 1e6:.2f} M parameters{std}, input {tuple(r['input_size'])}; {shipped}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from .data import find_datasets
 
@@ -320,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--folds", type=int, default=10, help="number of folds (default 10; JAFFE's 10 subjects: leave-one-subject-out)")
     p.set_defaults(func=cmd_crossval)
+
+    p = add("models", "List the models: parameters (default and at the standard recipe), input size, the shipped "
+                      "weights and their validation figure.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per model")
+    p.set_defaults(func=cmd_models)
 
     p = add("reproduce", "Run every paper's experiment at one scale, one at a time, as the notebooks do; writes "
                          "OUT/table.md and OUT/table.json (the paper's figure beside ours, with split, command, epochs, "

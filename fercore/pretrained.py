@@ -63,6 +63,24 @@ def pretrained_path(name: str) -> Path:
     return path
 
 
+def weights_info(name: str) -> dict | None:
+    """What ``PRETRAINED`` holds for model ``name`` (None: no weights): the file, where it lives, its size
+    when present here, and the validation figure of the run that trained it (from its metrics.json)."""
+    import json
+
+    entry = PRETRAINED.get(name)
+    if entry is None:
+        return None
+    path = WEIGHTS_DIR / entry["file"]
+    info = {"file": entry["file"], "shipped": path.is_file(), "url": entry.get("url"),
+            "megabytes": round(path.stat().st_size / 1e6, 2) if path.is_file() else None}
+    if entry.get("metrics") and (WEIGHTS_DIR / entry["metrics"]).is_file():
+        m = json.loads((WEIGHTS_DIR / entry["metrics"]).read_text())
+        info |= {"dataset": m["dataset"], "scale": m.get("scale"), "val_accuracy": m["val"]["accuracy"],
+                 "command": m["command"]}
+    return info
+
+
 def load_pretrained(name: str, **kwargs) -> nn.Module:
     """Model ``name`` with its registered weights, on the CPU, in float32 and eval mode.
 

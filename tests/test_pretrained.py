@@ -194,3 +194,24 @@ def test_predict_with_weights_that_cannot_be_downloaded_is_one_error_line(server
     assert main(["predict", str(SAMPLE_PHOTO)]) == 2
     ours = [line for line in capsys.readouterr().err.splitlines() if "127.0.0.1 - -" not in line]  # not the server's log
     assert len(ours) == 1 and ours[0].startswith("error: ") and "checksum mismatch" in ours[0]
+
+
+def test_models_lists_every_model_with_parameters_and_its_weights(registered, capsys):
+    from fercore.models import list_models
+    from tests.cli_helpers import cli
+
+    (registered.parent / "simple_cnn_synthetic.json").write_text(json.dumps(
+        {"dataset": "synthetic", "scale": "smoke", "val": {"accuracy": 0.625}, "command": "python -m fercore train ..."}))
+    code, stdout, err = cli(capsys, "models", "--json")
+    assert code == 0, err
+    rows = {r["model"]: r for r in json.loads(stdout)}
+    assert sorted(rows) == list_models()
+    assert rows["ran"]["parameters"] == sum(p.numel() for p in create_model("ran").parameters())
+    assert rows["ran"]["parameters_standard"] == sum(p.numel() for p in create_model("ran", width=0.25, crop_size=32).parameters())
+    w = rows["simple_cnn"]["weights"]
+    assert w["shipped"] and w["val_accuracy"] == 0.625 and w["megabytes"] == round(registered.stat().st_size / 1e6, 2)
+    assert rows["ran"]["weights"] is None
+    code, stdout, _ = cli(capsys, "models")
+    lines = {line.split(":")[0]: line for line in stdout.splitlines()}
+    assert "simple_cnn_synthetic.pt" in lines["simple_cnn"] and "val 62.5% on synthetic (smoke)" in lines["simple_cnn"]
+    assert "no shipped weights" in lines["ran"] and "M at standard" in lines["ran"]
