@@ -1,0 +1,35 @@
+"""What each model costs per face: parameters, FLOPs and CPU latency (fercore.compare.model_cost).
+
+    python benchmarks/cost.py [--scale standard] [--repeats 50] [--only MODEL ...]
+
+Prints one JSON object: per model, built with its ``--scale`` recipe's model arguments (the width
+and crop size the stored runs used), batch 1, on this machine's CPU with its threads. Latency
+is a wall-clock figure: measure it alone, with nothing else on the cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from fercore.compare import model_cost
+from fercore.models import create_model, get_model_info, list_models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="standard", choices=("smoke", "standard", "full"))
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--only", nargs="+", default=None, metavar="MODEL")
+    args = parser.parse_args()
+    models = {}
+    for name in args.only or list_models():
+        model_args = get_model_info(name).recipe(args.scale).model_args
+        models[name] = {"model_args": model_args, **model_cost(create_model(name, **model_args), repeats=args.repeats)}
+    print(json.dumps({"scale": args.scale, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "models": models}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
