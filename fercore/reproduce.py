@@ -118,6 +118,24 @@ def _run(exp: Experiment, dataset: str, scale: str, data_root, out: Path, device
     return m, "resumed" if resumed else "trained"
 
 
+def stored_table(folder=None) -> list[dict]:
+    """The ``standard`` table from the reference runs the notebooks store (``notebooks/results/NN_<model>_<dataset>
+    _standard.json``, or ``_cv.json`` for cross-validation), without training: a row per experiment, each with
+    the command that made its run, or why it has none."""
+    from .experiment import RESULTS, reference_runs
+
+    rows = []
+    for exp in EXPERIMENTS:
+        tail = "cv" if exp.folds else "standard"
+        found = reference_runs(f"{exp.notebook}_{exp.model}_{exp.dataset}_{tail}.json", folder or RESULTS)
+        if found:
+            (source, m), = found.items()
+            rows.append(_done_row(exp, exp.dataset, "standard", m, f"stored: {source}"))
+        else:
+            rows.append(_row(exp, exp.dataset, "standard", status="not run: no stored reference run"))
+    return rows
+
+
 def write_table(rows: list[dict], out: Path) -> None:
     """``out/table.json`` (the rows) and ``out/table.md`` (the same as a Markdown table)."""
     write_json(out / "table.json", rows)

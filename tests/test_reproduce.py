@@ -70,3 +70,18 @@ def test_every_experiment_names_a_registered_model_and_a_known_dataset():
         assert e.model in list_models() and e.dataset in list_datasets()
         assert e.smoke_dataset is None or e.smoke_dataset in list_datasets()
     assert len({(e.model, e.dataset) for e in EXPERIMENTS}) == len(EXPERIMENTS)
+
+
+def test_stored_table_reads_each_experiments_reference_run(tmp_path):
+    from fercore.reproduce import stored_table
+
+    m = {"model": "ran", "dataset": "ferplus", "command": "python -m fercore train --model ran ...", "scale": "standard",
+         "val": {"accuracy": 0.8437}, "test": None, "history": [], "epochs_run": 12, "best_epoch": 11, "seconds": 60.0}
+    (tmp_path / "05_ran_ferplus_standard.json").write_text(json.dumps(m))
+    (tmp_path / "05_ran_ferplus_standard_rb0.json").write_text(json.dumps(m))  # a variant: not the experiment's run
+    rows = stored_table(tmp_path)
+    assert len(rows) == len(EXPERIMENTS)
+    ran = [r for r in rows if r["model"] == "ran"][0]
+    assert ran["ours %"] == 84.4 and ran["measured on"] == "val (FER2013Valid)" and ran["epochs (best)"] == "12 (11)"
+    assert ran["status"].startswith("stored: ") and ran["command"] == m["command"] and ran["paper %"] == 86.0
+    assert all(r["status"] == "not run: no stored reference run" for r in rows if r["model"] != "ran")
