@@ -23,12 +23,18 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 MAX_SHIPPED_BYTES = 10 * 1000 * 1000  # larger weights go to a url, not into the package
 DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --checkpoint
 
-# model name -> its weights. vgg_fer: the Ohlsen recipe on real FERPlus (python -m fercore train --model
-# vgg_fer --dataset ferplus --data-root DATA --scale standard), exported from its best.pt; its metrics.json
-# is vgg_fer_ferplus.json.
+# model name -> its weights, each exported from a run's best.pt with its metrics.json (the command that trained
+# it is in there): vgg_fer, the Ohlsen recipe on real FERPlus; resnet18_fer, the standard recipe on FER2013
+# (seed 1); ran and ran_face_only, the standard recipe on FERPlus with the backbone started from that ResNet.
 PRETRAINED: dict[str, dict] = {
     "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "6afce64e3e1b8af6e9d9e1568301cc93d789084fc4c4048259f1d39f814e02b4",
                 "metrics": "vgg_fer_ferplus.json", "url": None},
+    "resnet18_fer": {"file": "resnet18_fer_fer2013.pt", "sha256": "3f6ef39e12396520b422df924bf97526f1f7d727934641154210572b06bac1a1",
+                     "metrics": "resnet18_fer_fer2013.json", "url": None},
+    "ran": {"file": "ran_ferplus.pt", "sha256": "e467af98460e1b2da06b6bcb058d4b955dbfe7e5a81419cbe8bad6e1ee14810e",
+            "metrics": "ran_ferplus.json", "url": None},
+    "ran_face_only": {"file": "ran_face_only_ferplus.pt", "metrics": "ran_face_only_ferplus.json", "url": None,
+                      "sha256": "2f9add4ba1e58d401e14070322ba656703362d702d59afe3aa795c5d5c4d4fb1"},
 }
 
 

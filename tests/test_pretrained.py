@@ -215,3 +215,22 @@ def test_models_lists_every_model_with_parameters_and_its_weights(registered, ca
     lines = {line.split(":")[0]: line for line in stdout.splitlines()}
     assert "simple_cnn_synthetic.pt" in lines["simple_cnn"] and "val 62.5% on synthetic (smoke)" in lines["simple_cnn"]
     assert "no shipped weights" in lines["ran"] and "M at standard" in lines["ran"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in pretrained.PRETRAINED.items() if e.get("metrics")))
+def test_shipped_fp16_weights_score_what_their_run_scored(name, real_data):
+    """fp16 costs no accuracy: the shipped weights give their run's validation figure on the real data."""
+    from fercore.data import load_dataset
+    from fercore.faces.regions import model_regions
+
+    m = json.loads((pretrained.WEIGHTS_DIR / pretrained.PRETRAINED[name]["metrics"]).read_text())
+    if m["dataset"] not in ("fer2013", "ferplus"):
+        pytest.skip(f"{name} was trained on {m['dataset']}")
+    try:
+        val = load_dataset(m["dataset"], real_data, "val", **m["data_args"])
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    model = create_model(name, pretrained=True)
+    result = Trainer(model, device="cpu", progress=False).evaluate(model_regions(val, model.default_cfg, progress=False))
+    assert result["n"] == m["val"]["n"]
+    assert abs(result["accuracy"] - m["val"]["accuracy"]) <= 2 / result["n"], (result["accuracy"], m["val"]["accuracy"])
