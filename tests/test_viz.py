@@ -321,3 +321,23 @@ def test_prior_blocks_draws_the_boxes_and_blocks_the_model_is_given():
     assert np.allclose(heights[0], 0, atol=1e-6)
     with pytest.raises(ValueError, match="expected a uint8 face"):
         plots.prior_blocks(face.astype(float), points)
+
+
+def test_recall_heatmap_one_row_per_run_and_blank_for_a_missing_class():
+    runs = {"a": {"angry": 0.5, "happy": 1.0}, "b": {"angry": 0.25, "happy": 0.75, "contempt": 0.0}}
+    ax = plots.recall_heatmap(runs)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["angry", "happy", "contempt"]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["50%", "100%", "25%", "75%", "0%"]  # a has no contempt: no annotation there
+    with pytest.raises(ValueError, match="fractions"):
+        plots.recall_heatmap({"a": {"happy": 75}})
+
+
+def test_accuracy_vs_cost_places_each_method():
+    ax = plots.accuracy_vs_cost({"ran": (4e8, 84.4), "deep_emotion": (1e7, 58.0)})
+    offsets = {c.get_gid(): tuple(c.get_offsets()[0]) for c in ax.collections}
+    assert offsets == {"point_ran": (4e8, 84.4), "point_deep_emotion": (1e7, 58.0)}
+    assert ax.get_xscale() == "log" and {t.get_text() for t in ax.texts} == {"ran", "deep_emotion"}
+    with pytest.raises(ValueError, match="at least one"):
+        plots.accuracy_vs_cost({})

@@ -509,6 +509,40 @@ def per_class_recall(recalls, ax=None, title=None):
     return ax
 
 
+def recall_heatmap(recalls, ax=None, title=None):
+    """Recall per class (columns) of several runs (rows) in one heat map: ``{run: {class: recall}}``.
+
+    A class a run does not have (contempt, for a 7-class model) is a blank cell. The columns that are
+    low in every row are the classes every method confuses. Returns the Axes.
+    """
+    table = _as_table(recalls, "recall_heatmap")
+    classes = list(dict.fromkeys(c for row in table.values() for c in row))
+    values = np.array([[np.nan if row.get(c) is None else float(row[c]) for c in classes] for row in table.values()])
+    if np.any((values < 0) | (values > 1)):
+        raise ValueError("recall_heatmap expects recalls as fractions in [0, 1]")
+    ax = ax or _new_axes((0.9 * len(classes) + 3.5, 0.45 * len(table) + 1.6), style="white")
+    sns.heatmap(values, annot=True, fmt=".0%", cmap="Blues", vmin=0, vmax=1, linewidths=0.5, xticklabels=classes,
+                yticklabels=list(table), cbar_kws={"format": PercentFormatter(1.0)}, ax=ax)
+    ax.set_title(title or "Recall per class")
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+    plt.setp(ax.get_yticklabels(), rotation=0)
+    return ax
+
+
+def accuracy_vs_cost(points, xlabel: str = "FLOPs per face", ax=None, title=None, log: bool = True):
+    """One labelled point per method: ``{name: (cost, accuracy %)}``, the cost on a log axis by default."""
+    if not points:
+        raise ValueError("accuracy_vs_cost needs at least one (cost, accuracy) point")
+    ax = ax or _new_axes((7.0, 4.5))
+    for name, (cost, acc) in points.items():
+        ax.scatter([cost], [acc], s=40, gid=f"point_{name}")
+        ax.annotate(name, (cost, acc), xytext=(4, 4), textcoords="offset points", fontsize=9)
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="accuracy (%)", title=title or f"Accuracy against {xlabel}")
+    return ax
+
+
 def misclassified_grid(images, targets, probs, classes, n: int = 16, ncols: int = 8) -> Figure:
     """The ``n`` most confident mistakes: each face titled ``true -> predicted (probability)``.
 
