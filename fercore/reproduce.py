@@ -29,7 +29,7 @@ from .data import load_dataset
 from .data.download import DownloadError
 from .experiment import cross_validate, paper_table, run_experiment
 from .faces.regions import model_regions
-from .runs import write_json
+from .runs import atomic_write, write_json
 from .train import Trainer, load_model
 
 # What a dataset calls its splits: the figures say which one they were measured on.
@@ -142,7 +142,7 @@ def write_table(rows: list[dict], out: Path) -> None:
     cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "table.md", ("\n".join(lines) + "\n").encode())  # a reader never sees half a table
 
 
 def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/reproduce", device: str = "auto",
@@ -156,6 +156,8 @@ def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/repr
         raise ValueError(f"--only: no experiment of {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
     chosen = [e for e in EXPERIMENTS if not only or e.model in only]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: reproduce writes one folder per run and its tables there")
     out.mkdir(parents=True, exist_ok=True)
     no_gpu = scale == "full" and device == "auto" and not torch.cuda.is_available()
     rows, spent, todo = [], [], [e for e in chosen if not e.skip_reason(scale)]

@@ -60,6 +60,9 @@ def test_unknown_model_is_one_line(tmp_path, capsys):
     code, _, err = cli(capsys, "reproduce", "--only", "alexnet", "--out", tmp_path / "x")
     line = one_error_line(err)
     assert code == 2 and "'alexnet'" in line and "resnet18_fer" in line and not (tmp_path / "x").exists()
+    (tmp_path / "file").write_text("mine")
+    code, _, err = cli(capsys, "reproduce", "--only", "ran", "--out", tmp_path / "file")
+    assert code == 2 and "is a file" in one_error_line(err) and (tmp_path / "file").read_text() == "mine"
 
 
 def test_every_experiment_names_a_registered_model_and_a_known_dataset():
