@@ -22,6 +22,9 @@ EXAMPLES = {
     "models": "example:\n  python -m fercore models\n  python -m fercore models --json",
     "reproduce": "example:\n  python -m fercore reproduce --scale smoke --out runs/reproduce_smoke\n"
                  "  python -m fercore reproduce --scale standard --data-root ~/data --only ran ran_face_only --out runs/reproduce",
+    "cross-dataset": "example:\n  python -m fercore cross-dataset --dataset ckplus --data-root ~/data   # every shipped model on all of CK+48\n"
+                     "  python -m fercore cross-dataset --dataset jaffe --data-root ~/data --checkpoint runs/cnn/best.pt --pretrained",
+    "ensemble": "example:\n  python -m fercore ensemble runs/a/best.pt runs/b/best.pt runs/c/best.pt --dataset fer2013 --data-root ~/data",
     "evaluate": "example:\n  python -m fercore evaluate --checkpoint runs/cnn/best.pt --dataset fer2013 --data-root ~/data --split test --tta ten_crop\n"
                 "  python -m fercore evaluate --checkpoint runs/ran/best.pt --split val --occlude sunglasses",
     "predict": "example:\n  python -m fercore predict photo.jpg group.png --checkpoint runs/cnn/best.pt --out runs/pred --json\n"
@@ -139,6 +142,40 @@ def cmd_evaluate(args) -> int:
                  "data_args": data_args, "tta": args.tta, "checkpoint": str(args.checkpoint),
                  "subjects_seen_in_training": overlap, **({"occlusion": occlusion} if occlusion else {}),
                  **({"regions": r} if (r := regions_report(**{args.split: dataset})) else {})})
+    return 0
+
+
+def cmd_cross_dataset(args) -> int:
+    from .compare import cross_dataset
+    from .data import load_dataset
+    from .pretrained import PRETRAINED, load_pretrained, weights_info
+    from .train import load_model, read_checkpoint, resolve_device
+
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_root, args.split, **_key_values(args.data_arg, "--data-arg"))
+    chosen = args.pretrained if args.pretrained is not None else ([] if args.checkpoint else sorted(PRETRAINED))
+    results = []
+    for name in chosen:  # the shipped weights, trained on FER2013 or FERPlus
+        info = weights_info(name) or {}
+        model = load_pretrained(name).to(device)
+        results.append({"model": name, "weights": info.get("file"), "trained_on": info.get("dataset"),
+                        **cross_dataset(model, dataset, device, args.tta)})
+    for path in args.checkpoint or ():
+        config = read_checkpoint(path).get("config") or {}
+        results.append({"model": config.get("model_name"), "weights": str(path), "trained_on": config.get("dataset"),
+                        **cross_dataset(load_model(path, device=device), dataset, device, args.tta)})
+    _print_json({"dataset": args.dataset, "split": args.split, "n_faces": len(dataset), "classes": list(dataset.classes),
+                 "protocol": f"every face of {args.dataset} ({args.split}), scored without fine-tuning" if args.split == "all"
+                 else dataset.protocol, "tta": args.tta, "results": results})
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from .compare import ensemble_experiment
+    from .train import resolve_device
+
+    _print_json(ensemble_experiment(args.checkpoints, args.dataset, args.data_root, device=resolve_device(args.device),
+                                    tta=None if args.tta == "none" else args.tta, seed=args.seed))
     return 0
 
 
@@ -382,6 +419,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
+    p = add("cross-dataset", "Score trained models on another dataset without fine-tuning (labels mapped through "
+                             "fercore.labels; faces of a class a model lacks are left out and counted); prints JSON.")
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--data-root", default=default_data_root())
+    p.add_argument("--split", default="all", help="default all: every face, none was trained on")
+    p.add_argument("--data-arg", action="append", metavar="KEY=VALUE", help="passed to the loader (repeatable)")
+    p.add_argument("--pretrained", nargs="*", metavar="MODEL",
+                   help="shipped weights to score (default: every model with shipped weights, unless --checkpoint is given)")
+    p.add_argument("--checkpoint", action="append", metavar="PATH", help="a best.pt to score as well (repeatable)")
+    p.add_argument("--tta", default=None, choices=("flip", "ten_crop"))
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_cross_dataset)
+    p = add("ensemble", "Choose an ensemble of checkpoints (weighted mean of probabilities, Caruana's greedy selection) "
+                        "and the best single checkpoint on one set of faces; report both on another; prints JSON.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="best.pt files of models with the same classes")
+    p.add_argument("--dataset", required=True, choices=list_datasets())
+    p.add_argument("--data-root", default=default_data_root())
+    p.add_argument("--tta", default="none", choices=("none", "flip", "ten_crop"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the halves of val when there is no test split")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_ensemble)
     from .video import DETECT_EVERY, SMOOTH, VIDEO_EXTENSIONS
 
     p = add("predict", "Find the faces in each image and predict their expressions (box, label, all probabilities); "

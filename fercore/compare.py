@@ -8,17 +8,20 @@
   whose class the model does not have (contempt, for a 7-class model) is left out and counted; the model
   answers over all its own classes, so a "neutral" answer on CK+48, which has no neutral face, is wrong.
 - ``greedy_ensemble``: Caruana et al.'s forward selection (ICML 2004) of members and weights on validation
-  probabilities only; ``ensemble_proba`` applies the weights to any split's probabilities.
+  probabilities only; ``ensemble_proba`` applies the weights to any split's probabilities;
+  ``ensemble_experiment`` does both for a set of checkpoints and reports on faces the choice never saw.
 """
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .data import load_dataset
 from .faces.regions import model_regions
 from .labels import classes_for
 from .metrics import classification_metrics
@@ -86,3 +89,61 @@ def ensemble_proba(probs: dict[str, torch.Tensor], weights: dict[str, int]) -> t
     if missing:
         raise ValueError(f"no probabilities for ensemble member(s) {', '.join(missing)}")
     return sum(probs[n] * w for n, w in weights.items()) / sum(weights.values())
+
+
+def _member_names(checkpoints) -> dict[str, str]:
+    """A name per checkpoint: its model's name, or ``model:folder`` where two checkpoints share a model."""
+    from .train import read_checkpoint
+
+    models = {str(p): (read_checkpoint(p).get("config") or {}).get("model_name") or "model" for p in checkpoints}
+    if len(models) != len(checkpoints):
+        raise ValueError("the same checkpoint is named twice")
+    shared = {m for m in models.values() if list(models.values()).count(m) > 1}
+    return {(f"{m}:{Path(p).parent.name}" if m in shared else m): p for p, m in models.items()}
+
+
+def ensemble_experiment(checkpoints, dataset: str, data_root=None, *, device="cpu", tta=None, seed: int = 0) -> dict:
+    """The best weighted mean of ``checkpoints``' probabilities against the best single checkpoint, both chosen
+    on one set of faces and reported on another: validation and test when the dataset has a test split here,
+    else two seeded halves of validation (FER2013 without PrivateTest: select on one half, report the other)."""
+    from .experiment import load_optional_split
+    from .train import load_model, read_checkpoint
+
+    if len(checkpoints) < 2:
+        raise ValueError(f"an ensemble needs at least two checkpoints, got {len(checkpoints)}")
+    names = _member_names(checkpoints)
+    configs = {n: read_checkpoint(p).get("config") or {} for n, p in names.items()}
+    data_args = next(iter(configs.values())).get("data_args") or {}
+    val = load_dataset(dataset, data_root, "val", **data_args)
+    test, why = load_optional_split(dataset, data_root, "test", **data_args)
+    if test is not None and len(test):
+        select, report = val, test
+        protocol = f"members and weights chosen on {dataset} val ({len(val)} faces), reported on its test split ({len(test)})"
+    else:
+        order = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed)).numpy()
+        half = len(order) // 2
+        select, report = val.subset(order[:half]), val.subset(order[half:])
+        protocol = (f"{dataset} has no test split here ({why}): members and weights chosen on a seeded half of "
+                    f"val ({len(select)} faces, seed {seed}), reported on the other half ({len(report)})")
+    probs = {"select": {}, "report": {}}
+    for name, path in names.items():
+        model = load_model(path, device=device)
+        if model.default_cfg["num_classes"] != val.num_classes:
+            raise ValueError(f"{path} predicts {model.default_cfg['num_classes']} classes, {dataset} with "
+                             f"{data_args} has {val.num_classes}: every member needs the same classes")
+        for part, ds in (("select", select), ("report", report)):
+            ds = model_regions(ds, model.default_cfg, progress=False)
+            probs[part][name] = Trainer(model, device=device, progress=False).predict_proba(ds.images, tta=tta)
+    targets = {"select": select.labels(), "report": report.labels()}
+    accuracy = lambda p, part: (p.argmax(1) == targets[part]).float().mean().item()  # noqa: E731
+    members = {n: {"checkpoint": str(names[n]), "select_accuracy": accuracy(probs["select"][n], "select"),
+                   "report_accuracy": accuracy(probs["report"][n], "report")} for n in sorted(names)}
+    weights = greedy_ensemble(probs["select"], targets["select"])
+    best = max(sorted(members), key=lambda n: members[n]["select_accuracy"])
+    k = val.num_classes
+    ens = ensemble_proba(probs["report"], weights)
+    return {"dataset": dataset, "data_args": data_args, "tta": tta, "protocol": protocol, "members": members,
+            "weights": weights, "best_single": best,
+            "best_single_report": classification_metrics(targets["report"], probs["report"][best].argmax(1), k, classes_for(k)),
+            "ensemble_select_accuracy": accuracy(ensemble_proba(probs["select"], weights), "select"),
+            "ensemble_report": classification_metrics(targets["report"], ens.argmax(1), k, classes_for(k))}

@@ -83,3 +83,68 @@ def test_cost_benchmark_prints_json_for_the_models_asked(tmp_path):
                          text=True, check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}).stdout
     ran = json.loads(out)["models"]["ran"]
     assert ran["model_args"] == {"width": 0.25, "crop_size": 32} and ran["parameters"] == 702330 and ran["flops"] > 0
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two one-epoch simple_cnn runs on the offline synthetic faces (seeds 0 and 1)."""
+    from fercore.experiment import run_experiment
+
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1):
+        run_experiment("simple_cnn", "synthetic", scale="smoke", epochs=1, seed=seed, out=root / f"run{seed}", progress=False)
+    return [root / "run0" / "best.pt", root / "run1" / "best.pt"]
+
+
+def test_ensemble_is_chosen_on_val_and_reported_on_test_beside_the_best_single_run(two_runs):
+    from fercore.compare import ensemble_experiment
+    from fercore.data import load_dataset
+    from fercore.train import Trainer, load_model
+
+    r = ensemble_experiment(two_runs, "synthetic")
+    assert sorted(r["members"]) == ["simple_cnn:run0", "simple_cnn:run1"]  # one model twice: told apart by folder
+    assert set(r["weights"]) <= set(r["members"]) and "test split" in r["protocol"]
+    assert r["best_single"] == max(r["members"], key=lambda n: r["members"][n]["select_accuracy"])
+    test = load_dataset("synthetic", None, "test")
+    probs = {f"simple_cnn:{p.parent.name}": Trainer(load_model(p), progress=False).predict_proba(test.images) for p in two_runs}
+    expected = (ensemble_proba(probs, r["weights"]).argmax(1) == test.labels()).float().mean().item()
+    assert r["ensemble_report"]["accuracy"] == pytest.approx(expected) and r["ensemble_report"]["n"] == len(test)
+    single = (probs[r["best_single"]].argmax(1) == test.labels()).float().mean().item()
+    assert r["best_single_report"]["accuracy"] == pytest.approx(single)
+
+
+def test_ensemble_without_a_test_split_selects_on_one_half_of_val_and_reports_the_other(two_runs, monkeypatch):
+    import fercore.experiment
+    from fercore.compare import ensemble_experiment
+    from fercore.data import load_dataset
+
+    monkeypatch.setattr(fercore.experiment, "load_optional_split", lambda *a, **k: (None, "no PrivateTest here"))
+    r = ensemble_experiment(two_runs, "synthetic", seed=3)
+    n_val = len(load_dataset("synthetic", None, "val"))
+    assert "no PrivateTest here" in r["protocol"] and "half" in r["protocol"]
+    assert r["ensemble_report"]["n"] == n_val - n_val // 2 and r["best_single_report"]["n"] == n_val - n_val // 2
+
+
+def test_ensemble_refuses_one_member_and_members_of_other_classes(two_runs):
+    from fercore.compare import ensemble_experiment
+
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_experiment(two_runs[:1], "synthetic")
+    with pytest.raises(ValueError, match="7 classes.*8"):
+        ensemble_experiment(two_runs, "simulated_ferplus", data_root=None)
+
+
+def test_cross_dataset_command_scores_a_checkpoint_on_another_label_space(two_runs, capsys):
+    import json
+
+    from fercore.cli import main
+    from fercore.data import load_dataset
+
+    assert main(["cross-dataset", "--dataset", "simulated_ferplus", "--split", "val", "--checkpoint", str(two_runs[0])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (r,) = out["results"]  # --checkpoint alone: no shipped weights scored
+    contempt = int((load_dataset("simulated_ferplus", None, "val").labels() == 7).sum())
+    assert r["model"] == "simple_cnn" and r["trained_on"] == "synthetic" and contempt > 0
+    assert r["n_left_out"] == contempt and r["n"] + contempt == out["n_faces"] and r["left_out_classes"] == ["contempt"]
+    assert main(["ensemble", str(two_runs[0]), "--dataset", "synthetic"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
