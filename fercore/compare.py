@@ -91,6 +91,22 @@ def ensemble_proba(probs: dict[str, torch.Tensor], weights: dict[str, int]) -> t
     return sum(probs[n] * w for n, w in weights.items()) / sum(weights.values())
 
 
+def shared_confusions(confusions: dict[str, tuple], top: int = 6) -> list[dict]:
+    """The mistakes every method makes: for each (true, predicted) pair of classes that all methods have, the
+    share of the true class's faces given the predicted class, by method; the ``top`` pairs with the largest
+    smallest share (a pair that every method confuses ranks above one that a single method confuses a lot).
+    ``confusions``: method -> (confusion matrix, rows = true class, class names)."""
+    rates = {}
+    for name, (matrix, classes) in confusions.items():
+        m = torch.as_tensor(matrix, dtype=torch.float64)
+        share = m / m.sum(1, keepdim=True).clamp(min=1)
+        rates[name] = {(t, p): share[i, j].item() for i, t in enumerate(classes) for j, p in enumerate(classes) if i != j}
+    common = set.intersection(*(set(r) for r in rates.values())) if rates else set()
+    rows = [{"true": t, "predicted": p, **{f"{n} %": round(100 * rates[n][(t, p)], 1) for n in rates},
+             "least %": round(100 * min(r[(t, p)] for r in rates.values()), 1)} for t, p in common]
+    return sorted(rows, key=lambda r: (-r["least %"], r["true"], r["predicted"]))[:top]
+
+
 def _member_names(checkpoints) -> dict[str, str]:
     """A name per checkpoint: its model's name, or ``model:folder`` where two checkpoints share a model."""
     from .train import read_checkpoint

@@ -118,18 +118,27 @@ def _run(exp: Experiment, dataset: str, scale: str, data_root, out: Path, device
     return m, "resumed" if resumed else "trained"
 
 
-def stored_table(folder=None) -> list[dict]:
-    """The ``standard`` table from the reference runs the notebooks store (``notebooks/results/NN_<model>_<dataset>
-    _standard.json``, or ``_cv.json`` for cross-validation), without training: a row per experiment, each with
-    the command that made its run, or why it has none."""
+def stored_runs(folder=None) -> dict[tuple[str, str], tuple[str, dict]]:
+    """The reference run each experiment stored for the ``standard`` table (``notebooks/results/NN_<model>_<dataset>
+    _standard.json``, or ``_cv.json`` for cross-validation): ``(model, dataset) -> (file, metrics)``, for those stored."""
     from .experiment import RESULTS, reference_runs
 
-    rows = []
+    found = {}
     for exp in EXPERIMENTS:
         tail = "cv" if exp.folds else "standard"
-        found = reference_runs(f"{exp.notebook}_{exp.model}_{exp.dataset}_{tail}.json", folder or RESULTS)
-        if found:
-            (source, m), = found.items()
+        for source, m in reference_runs(f"{exp.notebook}_{exp.model}_{exp.dataset}_{tail}.json", folder or RESULTS).items():
+            found[(exp.model, exp.dataset)] = (source, m)
+    return found
+
+
+def stored_table(folder=None) -> list[dict]:
+    """The ``standard`` table from the stored reference runs (``stored_runs``), without training: a row per
+    experiment, each with the command that made its run, or why it has none."""
+    found = stored_runs(folder)
+    rows = []
+    for exp in EXPERIMENTS:
+        if (exp.model, exp.dataset) in found:
+            source, m = found[(exp.model, exp.dataset)]
             rows.append(_done_row(exp, exp.dataset, "standard", m, f"stored: {source}"))
         else:
             rows.append(_row(exp, exp.dataset, "standard", status="not run: no stored reference run"))

@@ -148,3 +148,13 @@ def test_cross_dataset_command_scores_a_checkpoint_on_another_label_space(two_ru
     assert r["n_left_out"] == contempt and r["n"] + contempt == out["n_faces"] and r["left_out_classes"] == ["contempt"]
     assert main(["ensemble", str(two_runs[0]), "--dataset", "synthetic"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_shared_confusions_rank_the_mistakes_every_method_makes_first():
+    from fercore.compare import shared_confusions
+
+    a = ([[8, 2, 0], [0, 10, 0], [5, 0, 5]], ["sad", "neutral", "fear"])  # sad->neutral 20%, fear->sad 50%
+    b = ([[7, 3], [0, 10]], ["sad", "neutral"])                            # sad->neutral 30%; no fear
+    rows = shared_confusions({"a": a, "b": b})
+    assert [(r["true"], r["predicted"]) for r in rows] == [("sad", "neutral"), ("neutral", "sad")]  # fear: not in b
+    assert rows[0]["least %"] == 20.0 and rows[0]["a %"] == 20.0 and rows[0]["b %"] == 30.0 and rows[1]["least %"] == 0.0

@@ -88,3 +88,17 @@ def test_stored_table_reads_each_experiments_reference_run(tmp_path):
     assert ran["ours %"] == 84.4 and ran["measured on"] == "val (FER2013Valid)" and ran["epochs (best)"] == "12 (11)"
     assert ran["status"].startswith("stored: ") and ran["command"] == m["command"] and ran["paper %"] == 86.0
     assert all(r["status"] == "not run: no stored reference run" for r in rows if r["model"] != "ran")
+
+
+def test_stored_runs_find_each_experiments_reference_file(tmp_path):
+    import json
+
+    from fercore.reproduce import stored_runs, stored_table
+
+    m = {"model": "ran", "dataset": "ferplus", "command": "python -m fercore train --model ran ...", "history": [],
+         "val": {"accuracy": 0.5}, "test": None, "epochs_run": 3, "best_epoch": 2, "seconds": 9.0}
+    (tmp_path / "05_ran_ferplus_standard.json").write_text(json.dumps(m))
+    (tmp_path / "05_ran_ferplus_standard_rb0.json").write_text(json.dumps(m))  # a variant, not the reference run
+    assert list(stored_runs(tmp_path)) == [("ran", "ferplus")]
+    row = next(r for r in stored_table(tmp_path) if r["model"] == "ran")
+    assert row["ours %"] == 50.0 and row["status"].startswith("stored")
