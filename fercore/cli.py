@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def cmd_cross_dataset(args) -> int:
                         **cross_dataset(load_model(path, device=device), dataset, device, args.tta)})
     _print_json({"dataset": args.dataset, "split": args.split, "n_faces": len(dataset), "classes": list(dataset.classes),
                  "protocol": f"every face of {args.dataset} ({args.split}), scored without fine-tuning" if args.split == "all"
-                 else dataset.protocol, "tta": args.tta, "results": results})
+                 else dataset.protocol, "tta": args.tta, "command": args.command_line, "results": results})
     return 0
 
 
@@ -174,8 +175,9 @@ def cmd_ensemble(args) -> int:
     from .compare import ensemble_experiment
     from .train import resolve_device
 
-    _print_json(ensemble_experiment(args.checkpoints, args.dataset, args.data_root, device=resolve_device(args.device),
-                                    tta=None if args.tta == "none" else args.tta, seed=args.seed))
+    result = ensemble_experiment(args.checkpoints, args.dataset, args.data_root, device=resolve_device(args.device),
+                                 tta=None if args.tta == "none" else args.tta, seed=args.seed)
+    _print_json({**result, "command": args.command_line})
     return 0
 
 
@@ -513,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .data.download import DownloadError  # offline, or a bad hash: weights or fer2013new.csv
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m fercore " + shlex.join(argv)  # recorded in outputs that get stored
     try:
         return args.func(args)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, DownloadError) as err:

@@ -163,3 +163,29 @@ def ensemble_experiment(checkpoints, dataset: str, data_root=None, *, device="cp
             "best_single_report": classification_metrics(targets["report"], probs["report"][best].argmax(1), k, classes_for(k)),
             "ensemble_select_accuracy": accuracy(ensemble_proba(probs["select"], weights), "select"),
             "ensemble_report": classification_metrics(targets["report"], ens.argmax(1), k, classes_for(k))}
+
+
+def ensemble_table(result: dict) -> list[dict]:
+    """``ensemble_experiment``'s output as rows: each member (its weight, accuracy on the faces that chose and on
+    the faces that report), the best single member marked, and the ensemble last."""
+    rows = [{"method": name + (" (best single)" if name == result["best_single"] else ""),
+             "weight": result["weights"].get(name, 0), "select %": round(100 * m["select_accuracy"], 1),
+             "report %": round(100 * m["report_accuracy"], 1)} for name, m in result["members"].items()]
+    rep = result["ensemble_report"]
+    return rows + [{"method": "ensemble", "weight": sum(result["weights"].values()),
+                    "select %": round(100 * result["ensemble_select_accuracy"], 1), "report %": round(100 * rep["accuracy"], 1)}]
+
+
+def cross_dataset_rows(result: dict) -> list[dict]:
+    """``python -m fercore cross-dataset``'s output as rows: accuracy and macro-F1 over the faces scored, the
+    faces left out, and how often the model answered neutral (wrong on CK+48, which has no neutral face)."""
+    rows = []
+    for r in result["results"]:
+        classes = list(r["per_class_recall"])
+        neutral = classes.index("neutral") if "neutral" in classes else None
+        answered = sum(row[neutral] for row in r["confusion"]) / max(r["n"], 1) if neutral is not None else None
+        rows.append({"model": r["model"], "trained on": r["trained_on"], "accuracy %": round(100 * r["accuracy"], 1),
+                     "macro-F1": round(r["macro_f1"], 3), "faces scored": r["n"],
+                     "left out": f'{r["n_left_out"]} ({", ".join(r["left_out_classes"])})' if r["n_left_out"] else "0",
+                     "answered neutral %": None if answered is None else round(100 * answered, 1)})
+    return rows

@@ -144,6 +144,7 @@ def test_cross_dataset_command_scores_a_checkpoint_on_another_label_space(two_ru
     out = json.loads(capsys.readouterr().out)
     (r,) = out["results"]  # --checkpoint alone: no shipped weights scored
     contempt = int((load_dataset("simulated_ferplus", None, "val").labels() == 7).sum())
+    assert out["command"].startswith("python -m fercore cross-dataset --dataset simulated_ferplus")
     assert r["model"] == "simple_cnn" and r["trained_on"] == "synthetic" and contempt > 0
     assert r["n_left_out"] == contempt and r["n"] + contempt == out["n_faces"] and r["left_out_classes"] == ["contempt"]
     assert main(["ensemble", str(two_runs[0]), "--dataset", "synthetic"]) == 2
@@ -158,3 +159,16 @@ def test_shared_confusions_rank_the_mistakes_every_method_makes_first():
     rows = shared_confusions({"a": a, "b": b})
     assert [(r["true"], r["predicted"]) for r in rows] == [("sad", "neutral"), ("neutral", "sad")]  # fear: not in b
     assert rows[0]["least %"] == 20.0 and rows[0]["a %"] == 20.0 and rows[0]["b %"] == 30.0 and rows[1]["least %"] == 0.0
+
+
+def test_ensemble_and_cross_dataset_rows_read_the_commands_outputs():
+    from fercore.compare import cross_dataset_rows, ensemble_table
+
+    result = {"members": {"a": {"select_accuracy": 0.5, "report_accuracy": 0.4}, "b": {"select_accuracy": 0.6, "report_accuracy": 0.55}},
+              "weights": {"b": 2, "a": 1}, "best_single": "b", "ensemble_select_accuracy": 0.7, "ensemble_report": {"accuracy": 0.6}}
+    rows = ensemble_table(result)
+    assert [r["method"] for r in rows] == ["a", "b (best single)", "ensemble"] and rows[-1]["weight"] == 3
+    assert rows[1]["report %"] == 55.0 and rows[-1]["report %"] == 60.0
+    scored = cross_dataset(Oracle(7, always=6), faces([0, 3, 7], EMOTIONS))  # answers neutral: right on none
+    (row,) = cross_dataset_rows({"results": [{"model": "m", "trained_on": "fer2013", **scored}]})
+    assert row["answered neutral %"] == 100.0 and row["left out"] == "1 (contempt)" and row["accuracy %"] == 0.0
