@@ -336,7 +336,7 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     if out.suffix != ".pt":
         raise ValueError(f"--out {out} must name a .pt file, e.g. fercore/weights/vgg_fer_ferplus.pt")
-    _print_json(export_pretrained(args.checkpoint, out.stem, out.parent))
+    _print_json(export_pretrained(args.checkpoint, out.stem, out.parent, fp16=not args.fp32))
     return 0
 
 
@@ -508,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "prints its size and sha256. Never overwrites a file.")
     p.add_argument("checkpoint", help="a best.pt written by train (its run's metrics.json is copied beside OUT)")
     p.add_argument("--out", required=True, help="the .pt to write, e.g. fercore/weights/vgg_fer_ferplus.pt")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights (twice the bytes), where fp16 changes answers")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -1,8 +1,8 @@
 """Trained weights that ship with fercore: ``create_model(name, pretrained=True)``.
 
 A shipped file is a regular fercore checkpoint (``fercore.train.read_checkpoint`` reads it)
-stripped to what inference needs: the model state in fp16 (half the bytes; at most 10 MB per
-model, so that the package stays small), the config (model name and arguments, default_cfg,
+stripped to what inference needs: the model state in fp16 (half the bytes; float32 where fp16
+changes the model's answers, ``export --fp32``; at most 10 MB per model, so that the package stays small), the config (model name and arguments, default_cfg,
 classes) and the best epoch's figures; no optimizer, scheduler, RNG states or history. The
 run's ``metrics.json`` is kept beside it. Every file is checked against its sha256 before
 ``torch.load`` sees it. Weights too large to ship name a ``url`` instead and are downloaded
@@ -25,7 +25,9 @@ DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --c
 
 # model name -> its weights, each exported from a run's best.pt with its metrics.json (the command that trained
 # it is in there): vgg_fer, the Ohlsen recipe on real FERPlus; resnet18_fer, the standard recipe on FER2013
-# (seed 1); ran and ran_face_only, the standard recipe on FERPlus with the backbone started from that ResNet.
+# (seed 1); ran and ran_face_only, the standard recipe on FERPlus with the backbone started from that ResNet;
+# deep_emotion, `python -m fercore reproduce --scale standard` on FER2013, in float32 (fp16 changed 3 of its
+# 3,589 PublicTest answers).
 PRETRAINED: dict[str, dict] = {
     "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "6afce64e3e1b8af6e9d9e1568301cc93d789084fc4c4048259f1d39f814e02b4",
                 "metrics": "vgg_fer_ferplus.json", "url": None},
@@ -35,6 +37,8 @@ PRETRAINED: dict[str, dict] = {
             "metrics": "ran_ferplus.json", "url": None},
     "ran_face_only": {"file": "ran_face_only_ferplus.pt", "metrics": "ran_face_only_ferplus.json", "url": None,
                       "sha256": "2f9add4ba1e58d401e14070322ba656703362d702d59afe3aa795c5d5c4d4fb1"},
+    "deep_emotion": {"file": "deep_emotion_fer2013.pt", "metrics": "deep_emotion_fer2013.json", "url": None,
+                     "sha256": "9dcdff9d96b645d070c54f4f68fb96b5e9b18b0afcd5da7d50a4faafdde9a2a4"},
 }
 
 
@@ -111,8 +115,10 @@ def load_pretrained(name: str, **kwargs) -> nn.Module:
     return model.eval()
 
 
-def export_pretrained(checkpoint, name: str, dest_dir=WEIGHTS_DIR) -> dict:
+def export_pretrained(checkpoint, name: str, dest_dir=WEIGHTS_DIR, fp16: bool = True) -> dict:
     """Write ``dest_dir/NAME.pt`` (fp16 weights + metadata) and ``NAME.json`` (the run's metrics.json, if any).
+    ``fp16=False`` keeps float32, for a model whose answers fp16 changes (measure it: the real-data test
+    of ``tests/test_pretrained.py`` scores every shipped file against its run's validation figure).
 
     Never overwrites: an existing target is a FileExistsError. Returns what to register: the
     file, its size and sha256, and the line to paste into ``PRETRAINED``.
@@ -138,9 +144,9 @@ def export_pretrained(checkpoint, name: str, dest_dir=WEIGHTS_DIR) -> dict:
             raise FileExistsError(f"{target} already exists; export never replaces weights: choose another name")
     floats = {k: v for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel()}
     too_big = [k for k, v in floats.items() if v.abs().max() > torch.finfo(torch.float16).max]
-    if too_big:  # would become inf in fp16
+    if fp16 and too_big:  # would become inf in fp16
         raise ValueError(f"{checkpoint}: {', '.join(too_big)} exceed fp16's range (65504); cannot ship it in fp16")
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    state = {k: v.half() if fp16 and v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = ("epoch", "best_epoch", "best_metric", "monitor", "mode")
     stripped = {"format_version": ckpt.get("format_version", 1), "model": state, "config": config,
                 **{k: ckpt[k] for k in keep if k in ckpt}}

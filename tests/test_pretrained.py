@@ -67,6 +67,16 @@ def test_export_writes_fp16_weights_and_metadata_only(run, tmp_path):
     assert out.stat().st_size < 0.55 * float32_state  # half the bytes, plus a little metadata
 
 
+def test_export_fp32_keeps_the_weights_exact(run, tmp_path, capsys):
+    from fercore.cli import main
+
+    assert main(["export", str(run / "best.pt"), "--out", str(tmp_path / "exact.pt"), "--fp32"]) == 0
+    capsys.readouterr()
+    original = read_checkpoint(run / "best.pt")["model"]
+    shipped = read_checkpoint(tmp_path / "exact.pt")["model"]
+    assert all(torch.equal(shipped[k], v) and shipped[k].dtype == v.dtype for k, v in original.items())
+
+
 def test_pretrained_model_predicts_as_the_float32_one_up_to_fp16(run, registered):
     model = create_model("simple_cnn", pretrained=True)
     assert not model.training and model.classes == list(EMOTIONS_7)
