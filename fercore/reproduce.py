@@ -157,7 +157,8 @@ def write_table(rows: list[dict], out: Path) -> None:
 def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/reproduce", device: str = "auto",
               seed: int = 0, log=None) -> list[dict]:
     """Run ``EXPERIMENTS`` (or those of the models in ``only``) at ``scale``; returns the table's rows.
-    Progress lines go to ``log`` (default: stderr)."""
+    With ``only``, the table also holds the other experiments that an earlier call finished in ``out``, so
+    a reproduction made in parts ends with one table. Progress lines go to ``log`` (default: stderr)."""
     log = log or sys.stderr
     known = sorted({e.model for e in EXPERIMENTS})
     unknown = [m for m in only or () if m not in known]
@@ -170,7 +171,13 @@ def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/repr
     out.mkdir(parents=True, exist_ok=True)
     no_gpu = scale == "full" and device == "auto" and not torch.cuda.is_available()
     rows, spent, todo = [], [], [e for e in chosen if not e.skip_reason(scale)]
-    for exp in chosen:
+    for exp in EXPERIMENTS:
+        if exp not in chosen:  # not asked for: its row only if an earlier call finished it here, so the table grows
+            dataset = exp.dataset_at(scale)
+            done = out / f"{exp.model}_{dataset}" / ("cv.json" if exp.folds else "metrics.json")
+            if dataset and not exp.skip_reason(scale) and done.is_file():
+                rows.append(_done_row(exp, dataset, scale, json.loads(done.read_text()), "read from an earlier run"))
+            continue
         if (why := exp.skip_reason(scale)) or (why := no_gpu and "full is the paper's budget and needs a GPU; "
                                                            "this machine has none (--device cpu forces it)"):
             rows.append(_row(exp, exp.dataset, scale, status=f"not run: {why}"))

@@ -31,6 +31,15 @@ def test_smoke_runs_writes_the_table_and_reads_a_finished_run_back(tmp_path, cap
     assert code == 0 and "read from an earlier run" in err
     assert (out / "resnet18_fer_synthetic" / "best.pt").stat().st_mtime_ns == before
     assert json.loads((out / "table.json").read_text())[0]["ours %"] == row["ours %"]
+    # a run another call finished in OUT stays in the table when --only names other models
+    ran = {**m, "model": "ran", "dataset": "simulated_ferplus", "command": "python -m fercore train --model ran ..."}
+    (out / "ran_simulated_ferplus").mkdir()
+    (out / "ran_simulated_ferplus" / "metrics.json").write_text(json.dumps(ran))
+    code, _, err = cli(capsys, "reproduce", "--scale", "smoke", "--only", "resnet18_fer", "--out", out)
+    rows = json.loads((out / "table.json").read_text())
+    assert [(r["model"], r["status"]) for r in rows] == [("resnet18_fer", "read from an earlier run"),
+                                                         ("ran", "read from an earlier run")]
+    assert "[1/1] resnet18_fer" in err and "ran" not in err  # no progress line for a row only read
 
 
 def test_rows_that_cannot_run_say_why(tmp_path, capsys):
