@@ -35,6 +35,7 @@ from .train import Trainer, load_model
 # What a dataset calls its splits: the figures say which one they were measured on.
 SPLIT_NAMES = {"fer2013": {"val": "PublicTest", "test": "PrivateTest"},
                "ferplus": {"val": "FER2013Valid", "test": "FER2013Test"}}
+STORED_REPRODUCTION = "reproduce_standard"  # under notebooks/results/: the metrics of `reproduce --scale standard` runs
 COLUMNS = ("model", "dataset", "paper %", "paper measured on", "ours %", "measured on", "ten_crop %", "scale",
            "epochs (best)", "seconds", "status", "command")
 
@@ -119,14 +120,20 @@ def _run(exp: Experiment, dataset: str, scale: str, data_root, out: Path, device
 
 
 def stored_runs(folder=None) -> dict[tuple[str, str], tuple[str, dict]]:
-    """The reference run each experiment stored for the ``standard`` table (``notebooks/results/NN_<model>_<dataset>
-    _standard.json``, or ``_cv.json`` for cross-validation): ``(model, dataset) -> (file, metrics)``, for those stored."""
+    """The stored ``standard`` run of each experiment: ``(model, dataset) -> (file, metrics)``, for those stored.
+
+    A run of ``reproduce --scale standard`` kept in ``folder/reproduce_standard/<model>_<dataset>/`` (its
+    ``metrics.json`` or ``cv.json``) comes first; else the reference run the experiment's notebook stored,
+    ``folder/NN_<model>_<dataset>_standard.json`` (``_cv.json`` for cross-validation)."""
     from .experiment import RESULTS, reference_runs
 
+    folder = Path(folder or RESULTS)
     found = {}
     for exp in EXPERIMENTS:
-        tail = "cv" if exp.folds else "standard"
-        for source, m in reference_runs(f"{exp.notebook}_{exp.model}_{exp.dataset}_{tail}.json", folder or RESULTS).items():
+        done, tail = ("cv.json", "cv") if exp.folds else ("metrics.json", "standard")
+        runs = reference_runs(f"{STORED_REPRODUCTION}/{exp.model}_{exp.dataset}/{done}", folder)
+        runs = runs or reference_runs(f"{exp.notebook}_{exp.model}_{exp.dataset}_{tail}.json", folder)
+        for source, m in runs.items():
             found[(exp.model, exp.dataset)] = (source, m)
     return found
 

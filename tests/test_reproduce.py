@@ -111,3 +111,8 @@ def test_stored_runs_find_each_experiments_reference_file(tmp_path):
     assert list(stored_runs(tmp_path)) == [("ran", "ferplus")]
     row = next(r for r in stored_table(tmp_path) if r["model"] == "ran")
     assert row["ours %"] == 50.0 and row["status"].startswith("stored")
+    # a kept `reproduce --scale standard` run of the experiment comes before the notebook's reference run
+    (tmp_path / "reproduce_standard" / "ran_ferplus").mkdir(parents=True)
+    (tmp_path / "reproduce_standard" / "ran_ferplus" / "metrics.json").write_text(json.dumps({**m, "val": {"accuracy": 0.6}}))
+    (source, run), = stored_runs(tmp_path).values()
+    assert source.endswith("reproduce_standard/ran_ferplus/metrics.json") and run["val"]["accuracy"] == 0.6
