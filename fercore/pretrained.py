@@ -26,7 +26,7 @@ DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --c
 # model name -> its weights, each exported from a run's best.pt with its metrics.json (the command that trained
 # it is in there): vgg_fer, the Ohlsen recipe on real FERPlus; resnet18_fer, the standard recipe on FER2013
 # (seed 1); ran and ran_face_only, the standard recipe on FERPlus with the backbone started from that ResNet;
-# deep_emotion and deepfer, `python -m fercore reproduce --scale standard` on FER2013 (deep_emotion in float32:
+# deep_emotion, deepfer and resnet18_cbam, `python -m fercore reproduce --scale standard` on FER2013 (deep_emotion in float32:
 # fp16 changed 3 of its 3,589 PublicTest answers).
 PRETRAINED: dict[str, dict] = {
     "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "6afce64e3e1b8af6e9d9e1568301cc93d789084fc4c4048259f1d39f814e02b4",
@@ -41,6 +41,8 @@ PRETRAINED: dict[str, dict] = {
                      "sha256": "9dcdff9d96b645d070c54f4f68fb96b5e9b18b0afcd5da7d50a4faafdde9a2a4"},
     "deepfer": {"file": "deepfer_fer2013.pt", "sha256": "4ecf4027ab71ce9bce1d15fbc30690c8c3bba23bbbcfa7b27b646b61adb8fc43",
                 "metrics": "deepfer_fer2013.json", "url": None},
+    "resnet18_cbam": {"file": "resnet18_cbam_fer2013.pt", "metrics": "resnet18_cbam_fer2013.json", "url": None,
+                      "sha256": "7315ddc45af1d0386b0e96985f560eca0e02e92023ae7ee7f2b9cbf08880a756"},
 }
 
 
