@@ -13,8 +13,8 @@ import json
 
 import torch
 
-from fercore.compare import model_cost
-from fercore.models import create_model, get_model_info, list_models
+from fercore.compare import recipe_cost
+from fercore.models import list_models
 
 
 def main() -> None:
@@ -23,10 +23,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--only", nargs="+", default=None, metavar="MODEL")
     args = parser.parse_args()
-    models = {}
-    for name in args.only or list_models():
-        model_args = get_model_info(name).recipe(args.scale).model_args
-        models[name] = {"model_args": model_args, **model_cost(create_model(name, **model_args), repeats=args.repeats)}
+    models = {name: recipe_cost(name, args.scale, args.repeats) for name in args.only or list_models()}
     print(json.dumps({"scale": args.scale, "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "models": models}, indent=2))
 

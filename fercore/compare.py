@@ -46,6 +46,15 @@ def model_cost(model: nn.Module, repeats: int = 20, warmup: int = 3) -> dict:
             "latency_ms": 1000 * statistics.median(times), "threads": torch.get_num_threads()}
 
 
+def recipe_cost(name: str, scale: str = "standard", repeats: int = 20) -> dict:
+    """``model_cost`` of model ``name`` built as its ``scale`` recipe builds it (the width and crop size the
+    stored runs used), with those ``model_args``."""
+    from .models import create_model, get_model_info
+
+    model_args = get_model_info(name).recipe(scale).model_args
+    return {"model_args": model_args, **model_cost(create_model(name, **model_args), repeats=repeats)}
+
+
 def cross_dataset(model: nn.Module, dataset, device="cpu", tta=None) -> dict:
     """Accuracy, macro-F1, per-class recall and confusion of ``model`` on ``dataset`` (canonical labels, hard
     targets), over the faces whose class the model has; ``n_left_out`` counts the others."""

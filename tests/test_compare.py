@@ -172,3 +172,13 @@ def test_ensemble_and_cross_dataset_rows_read_the_commands_outputs():
     scored = cross_dataset(Oracle(7, always=6), faces([0, 3, 7], EMOTIONS))  # answers neutral: right on none
     (row,) = cross_dataset_rows({"results": [{"model": "m", "trained_on": "fer2013", **scored}]})
     assert row["answered neutral %"] == 100.0 and row["left out"] == "1 (contempt)" and row["accuracy %"] == 0.0
+
+
+def test_recipe_cost_builds_the_model_as_its_recipe_does():
+    from fercore.compare import recipe_cost
+    from fercore.models import create_model
+
+    cost = recipe_cost("ran", "standard", repeats=1)
+    assert cost["model_args"] == {"width": 0.25, "crop_size": 32}
+    assert cost["parameters"] == sum(p.numel() for p in create_model("ran", width=0.25, crop_size=32).parameters())
+    assert cost["parameters"] < sum(p.numel() for p in create_model("ran").parameters())  # not the default width
