@@ -260,7 +260,7 @@ def cmd_models(args) -> int:
         std = f" ({r['parameters_standard'] / 1e6:.2f} M at standard)" if r["standard_model_args"] else ""
         w = r["weights"]
         shipped = "no shipped weights" if w is None else (
-            f"weights {w['file']} ({w['megabytes']} MB)" if w["shipped"] else f"weights {w['file']} (download)")
+            f"weights {w['file']} ({w['megabytes']} MB)" if w["shipped"] else f"weights {w['file']} ({w['megabytes']} MB, downloaded on first use)")
         if w and "val_accuracy" in w:
             shipped += f", val {100 * w['val_accuracy']:.1f}% on {w['dataset']} ({w['scale']})"
         print(f"{r['model']}: {r['parameters'] / 1e6:.2f} M parameters{std}, input {tuple(r['input_size'])}; {shipped}")

@@ -89,8 +89,9 @@ def weights_info(name: str) -> dict | None:
     if entry is None:
         return None
     path = WEIGHTS_DIR / entry["file"]
+    size = path.stat().st_size if path.is_file() else entry.get("bytes")  # a url entry records its size
     info = {"file": entry["file"], "shipped": path.is_file(), "url": entry.get("url"),
-            "megabytes": round(path.stat().st_size / 1e6, 2) if path.is_file() else None}
+            "megabytes": round(size / 1e6, 2) if size else None}
     if entry.get("metrics") and (WEIGHTS_DIR / entry["metrics"]).is_file():
         m = json.loads((WEIGHTS_DIR / entry["metrics"]).read_text())
         info |= {"dataset": m["dataset"], "scale": m.get("scale"), "val_accuracy": m["val"]["accuracy"],
