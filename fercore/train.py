@@ -377,6 +377,17 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [""])[0]
 
 
+def _load_error(err: Exception) -> str:
+    """torch.load's reason in a few words. Its weights-only message advises weights_only=False, which would
+    run whatever code the file holds: fercore never does, so that advice is left out."""
+    text = str(err)
+    if "Weights only load failed" not in text:
+        return f"{type(err).__name__}: {_first_line(err)}"
+    if "GLOBAL" in text or "Unsupported global" in text:
+        return "it holds Python objects besides tensors, which fercore does not load: loading them can run code"
+    return "its bytes are not a pickle of tensors"
+
+
 def read_checkpoint(path, device="cpu", need=("model",)) -> dict:
     """The one checkpoint reader: ``torch.load(weights_only=True)`` with one-line errors that name the file.
 
@@ -391,7 +402,7 @@ def read_checkpoint(path, device="cpu", need=("model",)) -> dict:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # zip, pickle and weights-only errors all mean: not a file we wrote, or not all of it
         raise ValueError(f"{path} is not a checkpoint fercore can read, or is truncated "
-                         f"({type(err).__name__}: {_first_line(err)})") from err
+                         f"({_load_error(err)})") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path} is not a fercore Trainer checkpoint: it has no 'model' entry")
     version = ckpt.get("format_version", 1)

@@ -408,6 +408,13 @@ def test_load_model_names_a_missing_or_foreign_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt is not a fercore Trainer checkpoint"):
         load_model(tmp_path / "other.pt")
+    torch.save({"model": {}, "callback": print}, tmp_path / "code.pt")  # a pickle that names a function
+    with pytest.raises(ValueError, match="holds Python objects besides tensors") as err:
+        load_model(tmp_path / "code.pt")
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)  # never the advice to run its code
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="noise.pt is not a checkpoint fercore can read"):
+        load_model(tmp_path / "noise.pt")
 
 
 def test_checkpoints_carry_a_format_version_and_an_unknown_one_is_refused(tmp_path):
