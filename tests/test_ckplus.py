@@ -130,6 +130,8 @@ def test_folds_are_subject_disjoint_and_the_same_for_every_setting(ck):
         assert set(seven.meta["subject"].tolist()) <= subjects["test"]
         tested += subjects["test"]
     assert sorted(tested) == ["S005", "S010", "S011", "S022", "S026"]
+    everyone = load_ckplus(root, "all", folds=5)
+    assert len(everyone) == 27 and everyone.protocol.startswith("every face of all 5 subjects, no fold held out")
     with pytest.raises(ValueError, match="5 subjects cannot fill 10 folds"):
         load_ckplus(root, "test")
 

@@ -103,8 +103,8 @@ def load_ckplus(root, split: str = "train", *, fold: int = 0, folds: int = 10, s
     # Folds over every subject, before any filtering: the same folds for every setting.
     groups = arrays["subject"] if folds_by == "subject" else np.arange(len(arrays["subject"]))
     mask = keep & fold_mask(groups, split, fold, folds, seed)
-    protocol = fold_protocol(folds, fold, len(set(arrays["subject"].tolist())))
-    if folds_by == "image":
+    protocol = fold_protocol(folds, fold, len(set(arrays["subject"].tolist())), split)
+    if folds_by == "image" and split != "all":
         protocol = (f"LEAKY image-level {folds}-fold (random images, so one subject's frames are in train and "
                     f"test): fold {fold} tests, fold {(fold + 1) % folds} selects, the rest train")
     if classes == 7:

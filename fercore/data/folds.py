@@ -51,8 +51,12 @@ def fold_mask(subjects, split: str, fold: int, n_folds: int, seed: int = 0) -> n
     return (of_image != fold) & (of_image != (fold + 1) % n_folds)
 
 
-def fold_protocol(n_folds: int, fold: int, n_subjects: int | None = None) -> str:
-    """One sentence saying how fold ``fold`` splits the subjects, for ``FERDataset.protocol``."""
+def fold_protocol(n_folds: int, fold: int, n_subjects: int | None = None, split: str | None = None) -> str:
+    """One sentence saying how fold ``fold`` splits the subjects, for ``FERDataset.protocol``
+    (split ``"all"``: that no fold is held out)."""
+    if split == "all":
+        whose = f"all {n_subjects} subjects" if n_subjects is not None else "every subject"
+        return f"every face of {whose}, no fold held out (split 'all': for a model trained on other data)"
     over = ""
     if n_subjects is not None:
         over = f" over {n_subjects} subjects" + (" (leave-one-subject-out)" if n_subjects == n_folds else "")

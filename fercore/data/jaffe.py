@@ -81,7 +81,7 @@ def load_jaffe(root, split: str = "train", *, fold: int = 0, folds: int = 10, se
         torch.from_numpy(arrays["targets"][mask]).long(),
         EMOTIONS_7,
         {"subject": arrays["subject"][mask], "file": arrays["files"][mask], "index": arrays["index"][mask]},
-        name="jaffe", split=split, protocol=fold_protocol(folds, fold, n_subjects),
+        name="jaffe", split=split, protocol=fold_protocol(folds, fold, n_subjects, split),
     )
 
 
