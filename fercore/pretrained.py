@@ -22,13 +22,14 @@ import torch.nn as nn
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MAX_SHIPPED_BYTES = 10 * 1000 * 1000  # larger weights go to a url, not into the package
 DEFAULT_MODEL = "vgg_fer"  # what ``python -m fercore predict`` uses without --checkpoint
+RELEASE_URL = "https://github.com/fercore/fercore/releases/download/weights-v1"  # weights over MAX_SHIPPED_BYTES
 
 # model name -> its weights, each exported from a run's best.pt with its metrics.json (the command that trained
 # it is in there): vgg_fer, the Ohlsen recipe on real FERPlus; resnet18_fer, the standard recipe on FER2013
 # (seed 1); ran and ran_face_only, the standard recipe on FERPlus with the backbone started from that ResNet;
 # deep_emotion, deepfer, resnet18_cbam and resnet18_cbam_asoftmax (whose features collapse: notebook 04),
 # `python -m fercore reproduce --scale standard` on FER2013 (deep_emotion in float32:
-# fp16 changed 3 of its 3,589 PublicTest answers).
+# fp16 changed 3 of its 3,589 PublicTest answers); prior_attention too, 71 MB in fp16, so by url.
 PRETRAINED: dict[str, dict] = {
     "vgg_fer": {"file": "vgg_fer_ferplus.pt", "sha256": "6afce64e3e1b8af6e9d9e1568301cc93d789084fc4c4048259f1d39f814e02b4",
                 "metrics": "vgg_fer_ferplus.json", "url": None},
@@ -46,6 +47,9 @@ PRETRAINED: dict[str, dict] = {
                       "sha256": "7315ddc45af1d0386b0e96985f560eca0e02e92023ae7ee7f2b9cbf08880a756"},
     "resnet18_cbam_asoftmax": {"file": "resnet18_cbam_asoftmax_fer2013.pt", "metrics": "resnet18_cbam_asoftmax_fer2013.json",
                                "url": None, "sha256": "d28c1aaa2c823a24fdb090926f1f5e8244bdb6f115a4a2a369a8eb34c07ff1c5"},
+    "prior_attention": {"file": "prior_attention_fer2013.pt", "metrics": "prior_attention_fer2013.json", "bytes": 70973367,
+                        "url": f"{RELEASE_URL}/prior_attention_fer2013.pt",
+                        "sha256": "7f8f57aee6365999ef436de8a16dd029aa863125876ad06bbd3241858b2a73af"},
 }
 
 
