@@ -66,12 +66,14 @@ _FER = "FER2013 PrivateTest"
 _FERPLUS = "FERPlus test (the course report)"
 EXPERIMENTS = (
     Experiment("vgg_fer", "ferplus", 73.2, _FERPLUS, "01", smoke_dataset="simulated_ferplus"),
+    Experiment("vgg_fer", "ckplus", None, "— (the course report has no CK+ figure)", "01", folds=10),
     Experiment("deep_emotion", "fer2013", 70.02, _FER, "02"),
     Experiment("deepfer", "fer2013", 74.85, _FER, "02"),
     Experiment("deep_emotion", "ckplus", 98.0, "CK+, the paper's split", "02", folds=10),
     Experiment("deepfer", "ckplus", 99.47, "CK+, the paper's split", "02", folds=10),
     Experiment("prior_attention", "fer2013", None, "— (the paper reports FERG only)", "03"),
     Experiment("prior_attention", "ferg", 97.5, "FERG, random 80/10/10 split", "03", smoke_dataset=None),
+    Experiment("prior_attention", "ckplus", None, "— (the paper reports FERG only)", "03", folds=10),
     Experiment("resnet18_fer", "fer2013", 72.4, _FER + ", ten-crop", "04", tta="ten_crop"),
     Experiment("resnet18_cbam", "fer2013", 73.1, _FER + ", ten-crop", "04", tta="ten_crop"),
     Experiment("resnet18_cbam_asoftmax", "fer2013", 73.5, _FER + ", ten-crop", "04", tta="ten_crop"),
