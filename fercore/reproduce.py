@@ -9,7 +9,7 @@ was measured on. ``reproduce`` trains them one after another with the recipes of
 - a run that cannot start (its data is not under ``--data-root``, ``full`` without a GPU) becomes a
   row that says why, and the others go on;
 - it writes ``OUT/table.json`` and ``OUT/table.md`` after every run, and prints a progress line with
-  an estimate of the time left (the mean of this session's runs times the runs still to do).
+  an estimate of the time left (the mean of this session's runs times the runs still to do whose data is there).
 
 At ``smoke`` every run uses the offline data of its notebook (synthetic faces, simulated FERPlus
 votes), so its figures say how the pipeline behaves, not what the papers' models reach; the
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .data import load_dataset
+from .data import dataset_info, load_dataset
 from .data.download import DownloadError
 from .experiment import cross_validate, paper_table, run_experiment
 from .faces.regions import model_regions
@@ -99,6 +99,15 @@ def _done_row(exp: Experiment, dataset: str, scale: str, m: dict, status: str) -
     return _row(exp, dataset, scale, **{"ours %": shown["ours %"], "measured on": split,
                                         "ten_crop %": shown.get("ten_crop %", "—"), "epochs (best)": shown["epochs (best)"],
                                         "seconds": seconds, "status": status, "command": m["command"]})
+
+
+def _data_present(dataset: str, data_root) -> bool:
+    """Whether ``dataset`` is found under ``data_root``, for the estimate of the time left; the run itself
+    says what is missing."""
+    info = dataset_info(dataset)
+    if not info.needs_root or info.locate is None:
+        return True
+    return data_root is not None and info.locate(Path(data_root).expanduser()) is not None
 
 
 def _run(exp: Experiment, dataset: str, scale: str, data_root, out: Path, device: str, seed: int) -> tuple[dict, str]:
@@ -180,6 +189,7 @@ def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/repr
     out.mkdir(parents=True, exist_ok=True)
     no_gpu = scale == "full" and device == "auto" and not torch.cuda.is_available()
     rows, spent, todo = [], [], [e for e in chosen if not e.skip_reason(scale)]
+    present = {e: _data_present(e.dataset_at(scale), data_root) for e in todo}  # for the time left only
     for exp in EXPERIMENTS:
         if exp not in chosen:  # not asked for: its row only if an earlier call finished it here, so the table grows
             dataset = exp.dataset_at(scale)
@@ -205,7 +215,7 @@ def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/repr
         if status != "read from an earlier run":
             spent.append(time.perf_counter() - start)
         rows.append(_done_row(exp, dataset, scale, m, status))
-        left = len(todo) - k
+        left = sum(present[e] for e in todo[k:])  # a run whose data is missing costs no time
         eta = f"; about {left * sum(spent) / len(spent) / 60:.1f} min left" if spent and left else ""
         print(f"{label}: {rows[-1]['ours %']}% on {rows[-1]['measured on']}, {status}{eta}", file=log, flush=True)
         write_table(rows, out)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -116,3 +117,31 @@ def test_stored_runs_find_each_experiments_reference_file(tmp_path):
     (tmp_path / "reproduce_standard" / "ran_ferplus" / "metrics.json").write_text(json.dumps({**m, "val": {"accuracy": 0.6}}))
     (source, run), = stored_runs(tmp_path).values()
     assert source.endswith("reproduce_standard/ran_ferplus/metrics.json") and run["val"]["accuracy"] == 0.6
+
+
+def test_the_time_left_counts_only_runs_whose_data_is_there(tmp_path, monkeypatch):
+    """FER2013 here, CK+ and FERG not: after the last FER2013 run nothing is left to wait for."""
+    import io
+
+    import fercore.reproduce as rep
+
+    (tmp_path / "data" / "fer2013").mkdir(parents=True)
+    (tmp_path / "data" / "fer2013" / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    real_run = rep._run
+
+    def quick(exp, dataset, *args):  # a finished FER2013 run at once; the others fail as they would
+        if dataset != "fer2013":
+            return real_run(exp, dataset, *args)
+        time.sleep(0.05)
+        return {"model": exp.model, "dataset": dataset, "command": f"python -m fercore train --model {exp.model} ...",
+                "scale": "standard", "val": {"accuracy": 0.5}, "test": None, "history": [], "epochs_run": 1,
+                "best_epoch": 1, "seconds": 0.05}, "trained"
+
+    monkeypatch.setattr(rep, "_run", quick)
+    log = io.StringIO()
+    rows = rep.reproduce("standard", only=["deep_emotion", "prior_attention"], data_root=tmp_path / "data",
+                         out=tmp_path / "rep", log=log)
+    lines = {line.split(":")[0]: line for line in log.getvalue().splitlines() if "% on " in line}
+    assert "min left" in lines["[1/5] deep_emotion on fer2013 (standard)"]  # prior_attention's FER2013 run is to come
+    assert "min left" not in lines["[3/5] prior_attention on fer2013 (standard)"]  # only CK+ and FERG, both absent
+    assert [r["status"].split(":")[0] for r in rows] == ["trained", "not run", "trained", "not run", "not run"]
