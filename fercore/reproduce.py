@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .data import dataset_info, load_dataset
+from .data import find_datasets, load_dataset
 from .data.download import DownloadError
 from .experiment import cross_validate, paper_table, run_experiment
 from .faces.regions import model_regions
@@ -99,15 +99,6 @@ def _done_row(exp: Experiment, dataset: str, scale: str, m: dict, status: str) -
     return _row(exp, dataset, scale, **{"ours %": shown["ours %"], "measured on": split,
                                         "ten_crop %": shown.get("ten_crop %", "—"), "epochs (best)": shown["epochs (best)"],
                                         "seconds": seconds, "status": status, "command": m["command"]})
-
-
-def _data_present(dataset: str, data_root) -> bool:
-    """Whether ``dataset`` is found under ``data_root``, for the estimate of the time left; the run itself
-    says what is missing."""
-    info = dataset_info(dataset)
-    if not info.needs_root or info.locate is None:
-        return True
-    return data_root is not None and info.locate(Path(data_root).expanduser()) is not None
 
 
 def _run(exp: Experiment, dataset: str, scale: str, data_root, out: Path, device: str, seed: int) -> tuple[dict, str]:
@@ -189,7 +180,8 @@ def reproduce(scale: str = "smoke", *, only=None, data_root=None, out="runs/repr
     out.mkdir(parents=True, exist_ok=True)
     no_gpu = scale == "full" and device == "auto" and not torch.cuda.is_available()
     rows, spent, todo = [], [], [e for e in chosen if not e.skip_reason(scale)]
-    present = {e: _data_present(e.dataset_at(scale), data_root) for e in todo}  # for the time left only
+    found = {d["name"] for d in find_datasets(data_root) if d["found"]}  # for the time left only
+    present = {e: e.dataset_at(scale) in found for e in todo}
     for exp in EXPERIMENTS:
         if exp not in chosen:  # not asked for: its row only if an earlier call finished it here, so the table grows
             dataset = exp.dataset_at(scale)

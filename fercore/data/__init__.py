@@ -100,14 +100,15 @@ def loader_arguments(name: str) -> list[str] | None:
 
 
 def find_datasets(root) -> list[dict]:
-    """For each dataset: whether it was found under ``root`` and where (``python -m fercore datasets``)."""
-    root = Path(root).expanduser()
+    """For each dataset: whether it was found under ``root`` and where (``python -m fercore datasets``).
+    ``root=None``: only the datasets generated offline are found."""
+    root = Path(root).expanduser() if root is not None else None
     rows = []
     for name, info in sorted(DATASETS.items()):
         if not info.needs_root:
             rows.append({"name": name, "found": True, "where": info.source or "generated offline", "splits": list(info.splits)})
             continue
-        where = info.locate(root) if info.locate else None
+        where = info.locate(root) if info.locate and root is not None else None
         rows.append({"name": name, "found": where is not None, "where": str(where) if where else None,
                      "looked_in": str(root), "splits": list(info.splits), "source": info.source,
                      **(info.describe(root) if where is not None and info.describe else {})})
